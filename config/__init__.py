@@ -1,0 +1,125 @@
+"""Resolve a configuration: defaults, then one preset, then checked ``key=value`` overrides.
+
+The result is a frozen ``Config`` (read with ``cfg.key`` or ``cfg["key"]``) that is saved with every
+checkpoint, so a run can always be rebuilt from its files.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from config import cpu_small, default_config, newell8, tiny
+from utils.errors import UserInputError
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default_config": {},
+    "cpu_small": cpu_small.OVERRIDES,
+    "newell8": newell8.OVERRIDES,
+    "tiny": tiny.OVERRIDES,
+}
+
+
+class Config(Mapping):
+    """Immutable settings mapping with attribute access."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Config is frozen; use config.with_overrides")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Config({self._values!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly copy (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._values.items()}
+
+
+def preset_name(name: str) -> str:
+    """Accept ``cpu_small`` or ``config.cpu_small``; reject unknown presets with the valid list."""
+    short = name.removeprefix("config.")
+    if short not in PRESETS:
+        raise UserInputError(f"--config: unknown preset '{name}'; valid: {', '.join('config.' + p for p in PRESETS)}")
+    return short
+
+
+def _check_key(key: str, where: str) -> None:
+    if key not in default_config.CONFIG:
+        close = difflib.get_close_matches(key, default_config.CONFIG, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserInputError(f"{where}: unknown config key '{key}'{hint}")
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """Convert ``value`` to the type of the default for ``key`` or raise a one-line error."""
+    default = default_config.CONFIG[key]
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise UserInputError(f"{where}: {key}={value!r} is not a valid {type(default).__name__}") from None
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list | tuple)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise UserInputError(f"{where}: {key}={value!r} should be a {type(default).__name__}")
+    return value
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["lr=1e-3", "flip=False"]`` into a checked, typed dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise UserInputError(f"--set: expected key=value, got '{pair}'")
+        key = key.strip()
+        _check_key(key, "--set")
+        out[key] = _coerce(key, raw.strip(), "--set")
+    return out
+
+
+def load_config(preset: str = "default_config", overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the named preset, then ``overrides`` (already typed, e.g. from flags)."""
+    values = dict(default_config.CONFIG)
+    for key, value in {**PRESETS[preset_name(preset)], **(overrides or {})}.items():
+        _check_key(key, f"preset {preset}" if key not in (overrides or {}) else "override")
+        values[key] = _coerce(key, value, key)
+    return Config(values)
+
+
+def config_from_dict(values: Mapping[str, Any]) -> Config:
+    """Rebuild a Config saved in a checkpoint; keys added to the defaults since then get their defaults."""
+    merged = dict(default_config.CONFIG)
+    for key, value in values.items():
+        if key in merged:
+            merged[key] = _coerce(key, value, "checkpoint config")
+    return Config(merged)

@@ -1,0 +1,69 @@
+"""Every default setting in one place: the paper's generator and training recipe.
+
+Presets (``config/cpu_small.py``, ``config/newell8.py``, ``config/tiny.py``) override only what
+differs; ``--set key=value`` on the command line overrides single entries.
+"""
+
+CONFIG = {
+    # --- data and augmentation -------------------------------------------------------------
+    "input_res": 256,  # network input side in px (paper: 256x256)
+    "output_res": 64,  # heatmap side in px; input_res / 4 because the hourglass stem downsamples by 4
+    "sigma": 2.0,  # std of target Gaussians in heatmap px at output_res 64 (the standard hourglass value)
+    "rotation": 30.0,  # max |rotation| in degrees, uniform (paper: +-30)
+    "scale_min": 0.75,  # min random zoom factor of the person box (paper: 0.75)
+    "scale_max": 1.25,  # max random zoom factor of the person box (paper: 1.25)
+    "flip": True,  # random horizontal flip with left/right joint swap (paper: yes)
+    "color_jitter": 0.2,  # max relative per-channel gain change; brightness shift is half of it
+    "mean": (0.485, 0.456, 0.406),  # per-channel RGB mean subtracted from [0,1] pixels
+    "std": (0.229, 0.224, 0.225),  # per-channel RGB std dividing [0,1] pixels
+    "box_margin": 1.3,  # LSP/LSPET/synthetic person box: side = box_margin x larger extent of the annotated joints
+    "synthetic_train_size": 6000,  # images in the synthetic train split
+    "synthetic_val_size": 500,  # images in the synthetic val split
+    "synthetic_canvas": 256,  # side in px of each synthetic image as drawn
+    "synthetic_seed": 0,  # base seed of the synthetic dataset (train and val use disjoint streams)
+    "cache_images": False,  # keep decoded images in RAM (worthwhile for small sets such as lspet-mini)
+    # --- generator (stacked multi-task hourglass) -----------------------------------------
+    "num_stacks": 4,  # hourglass stacks (paper's G: 4)
+    "channels": 512,  # residual feature channels (paper's G: 512; Newell: 256)
+    "depth": 4,  # recursion depth of each hourglass (4 halvings: 64 -> 4)
+    "num_blocks": 1,  # residual modules per hourglass level
+    "predict_occlusion": True,  # multi-task G: occlusion heatmaps beside pose heatmaps at every stack
+    # --- discriminators (adversarial training) --------------------------------------------
+    "disc_channels": 128,  # feature channels of P and C
+    "disc_depth": 3,  # stride-2 stages in the encoder of P and C (64 -> 8)
+    "alpha": 1.0 / 220,  # weight of the confidence-discriminator term in G's loss (paper: 1/220)
+    "beta": 1.0 / 180,  # weight of the pose-discriminator term in G's loss (paper: 1/180)
+    # Fake targets for P: joint i counts as "real" when the decoded prediction lies within
+    # delta * reference length (head size for MPII, torso for LSP) of the truth; 0.5 is PCKh@0.5's
+    # own threshold, so P learns exactly what the metric rewards.
+    "delta": 0.5,
+    # Fake targets for C: joint i counts as "real" when the L2 distance between predicted and
+    # true heatmap of joint i is below epsilon. A Gaussian with sigma 2 has L2 norm ~2.5, and a
+    # peak displaced by ~1 px already gives ~1.0, so 1.0 separates confident-and-right maps from the rest.
+    "epsilon": 1.0,
+    "gen_iters": 1,  # G updates per iteration of Algorithm 1
+    "disc_iters": 1,  # P and C updates per iteration of Algorithm 1
+    "disc_lr": 2.5e-4,  # learning rate of P and C
+    "adversarial_warmup_epochs": 0,  # epochs of supervised-only G before the adversarial terms switch on
+    # --- optimisation --------------------------------------------------------------------
+    "optimizer": "RMSprop",  # RMSprop | Adam | SGD (paper: RMSprop)
+    "lr": 2.5e-4,  # initial learning rate (paper: 2.5e-4)
+    "weight_decay": 0.0,  # L2 penalty
+    "momentum": 0.0,  # momentum for RMSprop/SGD
+    "lr_milestones": (150, 170),  # epochs at which lr is multiplied by lr_gamma
+    "lr_gamma": 0.1,  # step-schedule factor
+    "epochs": 200,  # training epochs
+    "batch_size": 8,  # images per step (paper's G: batch limited by a 12 GB GPU)
+    "grad_clip": 0.0,  # max global grad norm; 0 disables
+    # --- runtime -------------------------------------------------------------------------
+    "workers": 2,  # DataLoader worker processes
+    "amp": "auto",  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    "channels_last": True,  # NHWC activations (faster convolutions on CPU and tensor cores)
+    "compile": False,  # torch.compile the models
+    "flip_test": True,  # average predictions with those of the mirrored image at test time
+    "checkpoint_every": 0,  # also save last.pt every N iterations inside an epoch; 0 = only at epoch end
+    "print_every": 50,  # iterations between text log lines (and loss read-backs)
+    "seed": 0,  # random seed of the run
+    "deterministic": False,  # deterministic algorithms (bit-exact resume on CPU; slower on GPU)
+    "sync_bn": False,  # convert BatchNorm to SyncBatchNorm under DDP
+}

@@ -1,0 +1,68 @@
+"""Dataset name -> class table and ``build_dataset``, which turns a config into constructor arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from datasets.base import Augmentation, PoseDataset
+from datasets.lsp import LSPDataset, LSPETDataset
+from datasets.mpii import MPIIDataset
+from datasets.synthetic import SyntheticDataset
+from utils.errors import UserInputError
+
+DATASETS: dict[str, type[PoseDataset]] = {
+    "mpii": MPIIDataset,
+    "lsp": LSPDataset,
+    "lspet": LSPETDataset,
+    "synthetic": SyntheticDataset,
+}
+
+# The split each dataset is validated / tested on by default.
+DEFAULT_VAL_SPLIT = {"mpii": "valid", "lsp": "test", "lspet": "val", "synthetic": "val"}
+
+
+def dataset_class(name: str) -> type[PoseDataset]:
+    """Look up a dataset class; an unknown name raises with the list of valid ones."""
+    if name not in DATASETS:
+        raise UserInputError(f"--dataset: unknown dataset '{name}'; valid: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def build_dataset(name: str, path: str | None, split: str, cfg: Mapping[str, Any], train: bool) -> PoseDataset:
+    """Dataset ``name`` at ``path`` (unused for synthetic); ``train`` turns augmentation on."""
+    cls = dataset_class(name)
+    pipeline = {
+        "input_res": cfg["input_res"],
+        "output_res": cfg["output_res"],
+        "sigma": cfg["sigma"],
+        "mean": cfg["mean"],
+        "std": cfg["std"],
+        "seed": cfg["seed"],
+        "augmentation": Augmentation(
+            rotation=cfg["rotation"],
+            scale_min=cfg["scale_min"],
+            scale_max=cfg["scale_max"],
+            flip=cfg["flip"],
+            color_jitter=cfg["color_jitter"],
+        )
+        if train
+        else None,
+    }
+    if name == "synthetic":
+        size = cfg["synthetic_train_size"] if split == "train" else cfg["synthetic_val_size"]
+        ds = cls(split=split, size=size, base_seed=cfg["synthetic_seed"], canvas=cfg["synthetic_canvas"],
+                 box_margin=cfg["box_margin"], **pipeline)
+    elif name == "mpii":
+        ds = cls(root=_need_path(path, name), split=split, **pipeline)
+    else:
+        ds = cls(root=_need_path(path, name), split=split, box_margin=cfg["box_margin"], **pipeline)
+    if cfg["cache_images"]:
+        ds.cache_images()
+    return ds
+
+
+def _need_path(path: str | None, name: str) -> str:
+    if not path:
+        raise UserInputError(f"--path: dataset '{name}' needs its directory")
+    return path

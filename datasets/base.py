@@ -1,0 +1,155 @@
+"""The sample pipeline shared by every dataset: one decode, one affine warp, targets, tensors.
+
+A dataset subclass supplies ``Annotations`` (joints in original-image px plus the person box) and
+``load_image``; ``PoseDataset.__getitem__`` turns index ``i`` into the sample dict below.
+
+Sample keys (J joints, R = input_res, r = output_res):
+    image (3, R, R) float32 normalised RGB | heatmaps, occlusion (J, r, r) float32 in [0, 1]
+    joints (J, 2) input-crop px | visible, annotated (J,) float32 0/1
+    affine (2, 3) float64, original px -> input-crop px | index int | ref_length float (metric reference, original px)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from datasets.skeleton import JointSpec
+from utils.errors import UserInputError
+from utils.geometry import apply_affine, crop_affine, input_to_heatmap
+from utils.heatmaps import draw_gaussians
+
+
+@dataclass
+class Annotations:
+    """Ground truth of one split, all in original-image px."""
+
+    joints: np.ndarray  # (N, J, 2)
+    annotated: np.ndarray  # (N, J) bool: the joint has a label
+    visible: np.ndarray  # (N, J) bool: labelled and not occluded (subset of annotated)
+    centers: np.ndarray  # (N, 2) person-box centre
+    box_sizes: np.ndarray  # (N,) person-box side
+    ref_lengths: np.ndarray  # (N,) metric reference length (head size or torso); NaN = sample not scored
+    image_names: list[str]  # (N,) file name (or a label for generated images)
+
+    def __len__(self) -> int:
+        return len(self.joints)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random train-time transform ranges (the paper's: +-30 deg, 0.75-1.25 scale, flips)."""
+
+    rotation: float  # max |rotation| in degrees
+    scale_min: float  # person-box zoom range; > 1 shows more context
+    scale_max: float
+    flip: bool  # mirror half the samples
+    color_jitter: float  # max relative change of each channel's gain
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image file to (H, W, 3) uint8 RGB, or raise a one-line UserInputError naming it."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"image not found: {path}")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserInputError(f"cannot decode image: {path} (expected a JPEG/PNG file)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def person_box_from_joints(joints: np.ndarray, annotated: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Square person box per sample: centred on the annotated joints' bounding box, side = margin x its larger side.
+
+    joints (N, J, 2), annotated (N, J) -> centers (N, 2), sides (N,). Samples with no annotated
+    joint get a 1 px box at the origin (they are not scored either).
+    """
+    big = np.where(annotated[..., None], joints, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: handled below
+        lo, hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)
+    centers = np.nan_to_num((lo + hi) / 2)
+    sides = np.nan_to_num(margin * np.max(hi - lo, axis=1), nan=1.0)
+    return centers, np.maximum(sides, 1.0)
+
+
+class PoseDataset(torch.utils.data.Dataset):
+    """Base class: subclasses set ``self.spec``, ``self.ann`` and implement ``load_image``."""
+
+    spec: JointSpec
+    ann: Annotations
+
+    def __init__(
+        self,
+        input_res: int,
+        output_res: int,
+        sigma: float,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        augmentation: Augmentation | None,
+        seed: int = 0,
+    ):
+        self.input_res, self.output_res, self.sigma = input_res, output_res, sigma
+        self.augmentation = augmentation
+        self.seed = seed
+        # Colour normalisation folded into one per-channel multiply-add on the warped uint8 image.
+        self._inv_std = 1.0 / np.asarray(std, np.float32)
+        self._mean = np.asarray(mean, np.float32)
+        self._cache: list[np.ndarray] | None = None
+
+    def load_image(self, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB image of sample ``index``."""
+        raise NotImplementedError
+
+    def cache_images(self) -> None:
+        """Decode every image once into RAM; forked DataLoader workers share the pages."""
+        self._cache = [self.load_image(i) for i in range(len(self))]
+
+    def __len__(self) -> int:
+        return len(self.ann)
+
+    def _random_transform(self, rng: np.random.Generator) -> tuple[float, float, bool, np.ndarray, np.ndarray]:
+        aug = self.augmentation
+        rotation = rng.uniform(-aug.rotation, aug.rotation) if aug.rotation > 0 else 0.0
+        zoom = rng.uniform(aug.scale_min, aug.scale_max)
+        flip = bool(aug.flip and rng.random() < 0.5)
+        gain = 1.0 + rng.uniform(-aug.color_jitter, aug.color_jitter, size=3)
+        bias = rng.uniform(-aug.color_jitter, aug.color_jitter) * 0.5
+        return rotation, zoom, flip, gain.astype(np.float32), np.full(3, bias, np.float32)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``key`` is an index, or ``(index, epoch)`` from ``EpochSampler`` so augmentation varies per epoch."""
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        ann = self.ann
+        rotation, zoom, flip = 0.0, 1.0, False
+        gain, bias = np.ones(3, np.float32), np.zeros(3, np.float32)
+        if self.augmentation is not None:
+            rng = np.random.default_rng((self.seed, epoch, index))
+            rotation, zoom, flip, gain, bias = self._random_transform(rng)
+        affine = crop_affine(ann.centers[index], ann.box_sizes[index] * zoom, self.input_res, rotation, flip)
+        image = self._cache[index] if self._cache is not None else self.load_image(index)
+        crop = cv2.warpAffine(image, affine, (self.input_res, self.input_res), flags=cv2.INTER_LINEAR)
+        # (pixel / 255 * gain + bias - mean) / std as one multiply-add per channel
+        crop = crop.astype(np.float32) * (gain * self._inv_std / 255.0) + (bias - self._mean) * self._inv_std
+
+        joints, annotated, visible = ann.joints[index], ann.annotated[index], ann.visible[index]
+        if flip:
+            perm = self.spec.flip_permutation()
+            joints, annotated, visible = joints[perm], annotated[perm], visible[perm]
+        joints_in = apply_affine(affine, joints)
+        joints_hm = input_to_heatmap(joints_in, self.input_res, self.output_res)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+            "heatmaps": torch.from_numpy(draw_gaussians(joints_hm, annotated, self.output_res, self.sigma)),
+            "occlusion": torch.from_numpy(draw_gaussians(joints_hm, annotated & ~visible, self.output_res, self.sigma)),
+            "joints": torch.from_numpy(joints_in.astype(np.float32)),
+            "visible": torch.from_numpy(visible.astype(np.float32)),
+            "annotated": torch.from_numpy(annotated.astype(np.float32)),
+            "affine": torch.from_numpy(affine),
+            "index": index,
+            "ref_length": float(ann.ref_lengths[index]),
+        }

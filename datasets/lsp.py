@@ -1,0 +1,102 @@
+"""Leeds Sports Pose (LSP, 2000 images) and its extension LSPET: ``joints.mat`` plus ``images/``.
+
+LSP: ``joints`` 3x14xN, flag 0 = visible, every joint labelled; first 1000 = train, last 1000 = test.
+LSPET: ``joints`` 14x3xN, flag 1 = labelled (no occlusion labels); last floor(N/10) = val, rest = train.
+Person box (both): square around the labelled joints, side = ``box_margin`` x their larger extent.
+PCK reference: torso diameter (utils.evaluation.lsp_torso_lengths).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.io
+
+from datasets.base import Annotations, PoseDataset, person_box_from_joints, read_image
+from datasets.skeleton import LSP
+from utils.errors import UserInputError
+from utils.evaluation import lsp_torso_lengths
+
+
+def _load_joints_mat(root: str) -> np.ndarray:
+    path = os.path.join(root, "joints.mat")
+    if not os.path.isfile(path):
+        raise UserInputError(f"annotation file not found: {path} (expected joints.mat beside images/)")
+    try:
+        mat = scipy.io.loadmat(path)
+    except (ValueError, OSError, NotImplementedError):
+        raise UserInputError(f"cannot read {path} as a MATLAB file") from None
+    if "joints" not in mat:
+        raise UserInputError(f"{path}: no variable 'joints'")
+    return np.asarray(mat["joints"], np.float64)
+
+
+def _split_indices(n: int, split: str, splits: dict[str, slice], name: str) -> np.ndarray:
+    if split not in splits:
+        raise UserInputError(f"--split: {name} has no split '{split}'; valid: {', '.join(splits)}")
+    return np.arange(n)[splits[split]]
+
+
+class _LeedsDataset(PoseDataset):
+    spec = LSP
+    name_format = ""
+
+    def __init__(self, root: str, split: str, box_margin: float, **pipeline):
+        super().__init__(**pipeline)
+        if not os.path.isdir(root):
+            raise UserInputError(f"--path: dataset directory not found: {root}")
+        self.root, self.split = root, split
+        joints, annotated, visible = self._read_all(_load_joints_mat(root), os.path.join(root, "joints.mat"))
+        idx = _split_indices(len(joints), split, self._splits(len(joints)), type(self).__name__)
+        joints, annotated, visible = joints[idx], annotated[idx], visible[idx]
+        centers, sides = person_box_from_joints(joints, annotated, box_margin)
+        self.ann = Annotations(
+            joints=joints,
+            annotated=annotated,
+            visible=visible,
+            centers=centers,
+            box_sizes=sides,
+            ref_lengths=lsp_torso_lengths(joints, annotated),
+            image_names=[self.name_format.format(i + 1) for i in idx],
+        )
+
+    def load_image(self, index: int) -> np.ndarray:
+        return read_image(os.path.join(self.root, "images", self.ann.image_names[index]))
+
+
+class LSPDataset(_LeedsDataset):
+    """The original LSP: every joint labelled, flag 0 = visible."""
+
+    name_format = "im{:04d}.jpg"
+
+    @staticmethod
+    def _splits(n: int) -> dict[str, slice]:
+        return {"train": slice(0, 1000), "test": slice(1000, n), "all": slice(0, n)}
+
+    @staticmethod
+    def _read_all(raw: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if raw.ndim != 3 or raw.shape[:2] != (3, 14):
+            raise UserInputError(f"{path}: 'joints' has shape {raw.shape}, expected 3x14xN (LSP layout)")
+        joints = raw[:2].transpose(2, 1, 0)  # (N, 14, 2)
+        annotated = np.ones(joints.shape[:2], bool)
+        return joints, annotated, raw[2].T == 0
+
+
+class LSPETDataset(_LeedsDataset):
+    """LSP Extended: flag 1 = labelled; no occlusion labels, so labelled joints count as visible."""
+
+    name_format = "im{:05d}.jpg"
+
+    @staticmethod
+    def _splits(n: int) -> dict[str, slice]:
+        n_val = n // 10
+        return {"train": slice(0, n - n_val), "val": slice(n - n_val, n), "all": slice(0, n)}
+
+    @staticmethod
+    def _read_all(raw: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if raw.ndim != 3 or raw.shape[:2] != (14, 3):
+            raise UserInputError(f"{path}: 'joints' has shape {raw.shape}, expected 14x3xN (LSPET layout)")
+        joints = raw[:, :2].transpose(2, 0, 1)  # (N, 14, 2)
+        annotated = raw[:, 2].T > 0
+        return np.where(annotated[..., None], joints, 0.0), annotated, annotated.copy()

@@ -1,0 +1,72 @@
+"""MPII Human Pose in the stacked-hourglass layout: ``annot/{train,valid,test}.h5`` and ``images/``."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+
+from datasets.base import Annotations, PoseDataset, read_image
+from datasets.skeleton import MPII
+from utils.errors import UserInputError
+
+SPLITS = {"train": "train.h5", "valid": "valid.h5", "val": "valid.h5", "test": "test.h5"}
+
+
+def _read(f: h5py.File, key: str, path: str, shape_tail: tuple[int, ...]) -> np.ndarray:
+    if key not in f:
+        raise UserInputError(f"{path}: missing dataset '{key}'")
+    arr = f[key][()]
+    if arr.shape[1:] != shape_tail:
+        raise UserInputError(f"{path}: '{key}' has shape {arr.shape}, expected (N, {', '.join(map(str, shape_tail))})")
+    return arr
+
+
+def load_mpii_annotations(path: str) -> Annotations:
+    """Read one h5 file. Person box: centre y += 15 scale, side = 1.25 x 200 x scale (Newell et al.)."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"MPII annotation file not found: {path} (expected annot/<split>.h5)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise UserInputError(f"cannot read {path} as HDF5") from None
+    with f:
+        centers = _read(f, "center", path, (2,)).astype(np.float64)
+        scales = _read(f, "scale", path, ()).astype(np.float64)
+        n = len(centers)
+        parts = _read(f, "part", path, (16, 2)).astype(np.float64) if "part" in f else np.zeros((n, 16, 2))
+        visible = _read(f, "visible", path, (16,)) if "visible" in f else np.zeros((n, 16))
+        normalize = _read(f, "normalize", path, ()).astype(np.float64) if "normalize" in f else np.full(n, np.nan)
+        names = [s.decode() if isinstance(s, bytes) else str(s) for s in _read(f, "imgname", path, ())]
+    if not (len(scales) == len(parts) == len(visible) == len(normalize) == len(names) == n):
+        raise UserInputError(f"{path}: datasets have different lengths (expected one entry per person)")
+    annotated = ~np.all(parts == 0, axis=-1)  # MPII marks a missing joint with (0, 0)
+    centers = centers + np.stack([np.zeros(n), 15.0 * scales], axis=1)
+    return Annotations(
+        joints=parts,
+        annotated=annotated,
+        visible=annotated & (visible > 0),
+        centers=centers,
+        box_sizes=200.0 * 1.25 * scales,
+        ref_lengths=normalize,
+        image_names=names,
+    )
+
+
+class MPIIDataset(PoseDataset):
+    """MPII: 16 joints, PCKh with the file's ``normalize`` (0.6 x head-box diagonal) as reference."""
+
+    spec = MPII
+
+    def __init__(self, root: str, split: str, **pipeline):
+        super().__init__(**pipeline)
+        if not os.path.isdir(root):
+            raise UserInputError(f"--path: dataset directory not found: {root}")
+        if split not in SPLITS:
+            raise UserInputError(f"--split: MPII has no split '{split}'; valid: {', '.join(SPLITS)}")
+        self.root, self.split = root, split
+        self.ann = load_mpii_annotations(os.path.join(root, "annot", SPLITS[split]))
+
+    def load_image(self, index: int) -> np.ndarray:
+        return read_image(os.path.join(self.root, "images", self.ann.image_names[index]))

@@ -1,0 +1,61 @@
+"""Evaluate a checkpoint (or score a predictions file) on a dataset split: PCKh@0.5 / PCK@0.2.
+
+    python test.py --checkpoint trainmodel/run/best.pt --dataset lspet --path DIR --split val --output out/
+    python test.py --predictions preds.h5 --dataset mpii --path DIR --split valid --output out/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from datasets import DATASETS, DEFAULT_VAL_SPLIT, build_dataset
+from training.scoring import read_predictions, report, score_dataset, write_metrics, write_predictions
+from utils.errors import exit_on_user_error
+from utils.io import ensure_writable_dir
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="model checkpoint (.pt) from train_supervised.py or train_adversarial.py")
+    src.add_argument("--predictions", help="h5 file with dataset 'preds' (N x J x 2, original-image px)")
+    p.add_argument("--dataset", default="synthetic", help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic)")
+    p.add_argument("--split", default=None, help="split to evaluate (default: the dataset's val/test split)")
+    p.add_argument("--output", required=True, help="directory for metrics.json, predictions.h5 and pictures")
+    p.add_argument("--alpha", type=float, default=None, help="PCK threshold (default: 0.5 for PCKh, 0.2 for PCK)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--no_flip", action="store_true", help="disable flip-test averaging")
+    p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--batch_size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--num_pictures", type=int, default=8, help="prediction pictures to write")
+    return p.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict:
+    """Run the evaluation and return the metrics record."""
+    args = parse_args(argv)
+    split = args.split or DEFAULT_VAL_SPLIT.get(args.dataset, "val")
+    outdir = ensure_writable_dir(args.output, "--output")
+    if args.predictions:
+        from config import load_config
+
+        dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
+        preds = read_predictions(args.predictions, len(dataset), dataset.spec.num_joints)
+        result = score_dataset(preds, dataset, args.alpha)
+    else:
+        from training.evaluation import evaluate_checkpoint
+
+        result = evaluate_checkpoint(args, split, outdir)
+        write_predictions(os.path.join(outdir, "predictions.h5"), result.pop("preds"), result.pop("scores"))
+    print(report(result))
+    print(f"metrics: {write_metrics(outdir, result, args.dataset, split)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Shared fixtures: where the real shared data lives (``../shared/data`` beside the repository)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get("POSE_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+
+
+def shared_path(*parts: str) -> str:
+    """Path under the shared data folder; skips the test when it is absent (CI's .ci/run insists on it)."""
+    path = os.path.join(SHARED_DATA, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"shared data not found: {path}")
+    return path
+
+
+@pytest.fixture
+def mpii_root() -> str:
+    """Folder holding annot/valid.h5 (real MPII validation annotations, no images)."""
+    return shared_path("mpii")
+
+
+@pytest.fixture
+def lsp_root() -> str:
+    """Folder holding the original LSP joints.mat (no images)."""
+    return shared_path("lsp")
+
+
+@pytest.fixture
+def lspet_root() -> str:
+    """Folder holding lspet-mini: 2000 real 128x128 photos and joints.mat."""
+    return shared_path("lspet-mini")

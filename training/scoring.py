@@ -1,0 +1,69 @@
+"""Score predictions against a dataset split, and read/write the predictions and metrics files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+
+from datasets.base import PoseDataset
+from utils.errors import UserInputError
+from utils.evaluation import evaluate, format_table
+
+
+def score_dataset(
+    preds: np.ndarray, dataset: PoseDataset, alpha: float | None = None, indices: np.ndarray | None = None
+) -> dict:
+    """Evaluate ``preds`` (N, J, 2) in original px against the dataset's labels (or the rows ``indices``)."""
+    ann = dataset.ann
+    sel = np.arange(len(ann)) if indices is None else np.asarray(indices)
+    return evaluate(
+        preds, ann.joints[sel], ann.annotated[sel], ann.visible[sel], ann.ref_lengths[sel], dataset.spec, alpha
+    )
+
+
+def read_predictions(path: str, num_samples: int, num_joints: int) -> np.ndarray:
+    """Load dataset ``preds`` (N, J, 2) from an h5 file, checking it matches the split."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"--predictions: file not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if "preds" not in f:
+                raise UserInputError(f"{path}: no dataset 'preds' (expected N x J x 2 original-image px)")
+            preds = np.asarray(f["preds"][()], np.float64)
+    except OSError:
+        raise UserInputError(f"--predictions: cannot read {path} as HDF5") from None
+    if preds.shape != (num_samples, num_joints, 2):
+        raise UserInputError(
+            f"{path}: 'preds' has shape {preds.shape}, expected ({num_samples}, {num_joints}, 2) for this split"
+        )
+    return preds
+
+
+def write_predictions(path: str, preds: np.ndarray, scores: np.ndarray | None = None) -> None:
+    """Save ``preds`` (N, J, 2) original px (and optional per-joint ``scores``) as h5."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("preds", data=np.asarray(preds, np.float64))
+        if scores is not None:
+            f.create_dataset("scores", data=np.asarray(scores, np.float32))
+
+
+def write_metrics(outdir: str, result: dict, dataset_name: str, split: str) -> str:
+    """Write ``metrics.json`` with dataset, split, metric, per_joint, mean, count (+ curve, visibility)."""
+    record = {"dataset": dataset_name, "split": split, **result}
+    path = os.path.join(outdir, "metrics.json")
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    return path
+
+
+def report(result: dict) -> str:
+    """The printed summary: table plus the visible/occluded split."""
+    vis = result["visibility"]
+    return (
+        f"{format_table(result)}\n"
+        f"joints in Mean: {result['count']}   visible: {vis['visible']:.2f} ({vis['visible_count']})"
+        f"   occluded: {vis['occluded']:.2f} ({vis['occluded_count']})"
+    )

@@ -1,0 +1,1 @@
+"""Pure helpers: geometry, heatmaps, evaluation, and the user-facing error type."""

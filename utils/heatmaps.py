@@ -1,0 +1,63 @@
+"""Heatmap codec: Gaussian targets from joint positions and joint positions back from heatmaps.
+
+Coordinates are heatmap px (0-based, pixel centres at integers, x right, y down); see utils/geometry.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def draw_gaussians(joints: np.ndarray, mask: np.ndarray, size: int, sigma: float) -> np.ndarray:
+    """Unnormalised Gaussians (peak 1 at the exact sub-pixel joint) for each joint, zero where masked.
+
+    joints: (J, 2) heatmap px; mask: (J,) bool, joints to draw; returns (J, size, size) float32 in [0, 1].
+    Each Gaussian is written only inside a (2r+1)^2 window, r = ceil(3 sigma), all joints at once.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    num = joints.shape[0]
+    r = int(np.ceil(3 * sigma))
+    pad = 2 * r  # a window centred up to r px outside the map still fits the canvas
+    canvas = np.zeros((num, size + 2 * pad, size + 2 * pad), dtype=np.float32)
+    centre = np.floor(joints + 0.5).astype(np.int64)  # nearest pixel, (J, 2)
+    inside = np.asarray(mask, dtype=bool) & np.all((centre >= -r) & (centre <= size - 1 + r), axis=1)
+    if not inside.any():
+        return canvas[:, pad:-pad, pad:-pad].copy()
+    offs = np.arange(-r, r + 1)
+    j = np.nonzero(inside)[0]
+    xs = centre[j, 0:1] + offs  # (K, 2r+1) pixel columns of each window
+    ys = centre[j, 1:2] + offs
+    gx = np.exp(-((xs - joints[j, 0:1]) ** 2) / (2 * sigma**2))
+    gy = np.exp(-((ys - joints[j, 1:2]) ** 2) / (2 * sigma**2))
+    patch = (gy[:, :, None] * gx[:, None, :]).astype(np.float32)  # (K, 2r+1, 2r+1)
+    canvas[j[:, None, None], ys[:, :, None] + pad, xs[:, None, :] + pad] = patch
+    return canvas[:, pad:-pad, pad:-pad].copy()
+
+
+def decode_heatmaps(heatmaps: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax of each map, moved a quarter pixel toward the higher neighbour in x and in y.
+
+    heatmaps: (N, J, H, W). Returns coords (N, J, 2) in heatmap px (float64) and scores (N, J),
+    the maximum value of each map.
+    """
+    hm = torch.as_tensor(heatmaps).detach().float()
+    n, j, h, w = hm.shape
+    flat = hm.reshape(n, j, h * w)
+    scores, idx = flat.max(dim=-1)
+    x = (idx % w).long()
+    y = torch.div(idx, w, rounding_mode="floor").long()
+
+    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return flat.gather(-1, (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).unsqueeze(-1)).squeeze(-1)
+
+    # Neighbours outside the map count as equal, so a border peak gets no shift.
+    dx = torch.where((x > 0) & (x < w - 1), at(y, x + 1) - at(y, x - 1), torch.zeros_like(scores))
+    dy = torch.where((y > 0) & (y < h - 1), at(y + 1, x) - at(y - 1, x), torch.zeros_like(scores))
+    coords = torch.stack([x.double() + 0.25 * torch.sign(dx).double(), y.double() + 0.25 * torch.sign(dy).double()], -1)
+    return coords.cpu().numpy(), scores.cpu().numpy()
+
+
+def flip_back(heatmaps: torch.Tensor, flip_perm: list[int]) -> torch.Tensor:
+    """Heatmaps predicted on a mirrored image, mapped back to the unmirrored frame. (N, J, H, W)."""
+    return heatmaps.flip(-1)[:, flip_perm]
