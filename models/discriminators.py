@@ -59,9 +59,11 @@ class HeatmapDiscriminator(nn.Module):
             x = stage(F.interpolate(x, scale_factor=2.0, mode="nearest") + skip)
         return self.head(x).mean(dim=(-2, -1))  # (B, J)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-joint probabilities in [0, 1], shape (B, J)."""
-        return torch.sigmoid(self.forward_logits(x))
+    def forward(self, x: torch.Tensor, logits: bool = False) -> torch.Tensor:
+        """Per-joint probabilities in [0, 1], shape (B, J); ``logits=True`` returns the logits instead
+        (a keyword rather than only a method, so it also reaches the network through a DDP wrapper)."""
+        out = self.forward_logits(x)
+        return out if logits else torch.sigmoid(out)
 
 
 def pose_discriminator(

@@ -41,7 +41,13 @@ def decode_heatmaps(heatmaps: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np
     heatmaps: (N, J, H, W). Returns coords (N, J, 2) in heatmap px (float64) and scores (N, J),
     the maximum value of each map.
     """
-    hm = torch.as_tensor(heatmaps).detach().float()
+    coords, scores = decode_heatmaps_torch(torch.as_tensor(heatmaps))
+    return coords.cpu().numpy(), scores.cpu().numpy()
+
+
+def decode_heatmaps_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``decode_heatmaps`` on the tensor's own device, without a host sync: (N, J, 2) float64, (N, J)."""
+    hm = heatmaps.detach().float()
     n, j, h, w = hm.shape
     flat = hm.reshape(n, j, h * w)
     scores, idx = flat.max(dim=-1)
@@ -54,8 +60,8 @@ def decode_heatmaps(heatmaps: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np
     # Neighbours outside the map count as equal, so a border peak gets no shift.
     dx = torch.where((x > 0) & (x < w - 1), at(y, x + 1) - at(y, x - 1), torch.zeros_like(scores))
     dy = torch.where((y > 0) & (y < h - 1), at(y + 1, x) - at(y - 1, x), torch.zeros_like(scores))
-    coords = torch.stack([x.double() + 0.25 * torch.sign(dx).double(), y.double() + 0.25 * torch.sign(dy).double()], -1)
-    return coords.cpu().numpy(), scores.cpu().numpy()
+    coords = torch.stack([x + 0.25 * torch.sign(dx), y + 0.25 * torch.sign(dy)], -1).double()
+    return coords, scores
 
 
 def flip_back(heatmaps: torch.Tensor, flip_perm: list[int]) -> torch.Tensor:

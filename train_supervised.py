@@ -1,0 +1,22 @@
+"""Train the supervised stacked-hourglass baseline (Newell et al. 2016).
+
+    python train_supervised.py --dataset synthetic --config config.cpu_small --modelName demo
+    python train_supervised.py --dataset mpii --path data/mpii --modelName hg8 --config config.newell8
+"""
+
+from __future__ import annotations
+
+from training.cli import resolve_config, run_spec, training_parser
+from training.loop import run
+from utils.errors import exit_on_user_error
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict | None:
+    """Parse flags, resolve the config, train; returns the last validation result."""
+    args = training_parser(__doc__).parse_args(argv)
+    return run(resolve_config(args), run_spec(args, "supervised"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Command-line flags shared by train_supervised.py and train_adversarial.py, and their mapping onto the config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from config import Config, config_from_dict, load_config, parse_overrides, preset_name
+from datasets import DATASETS, DEFAULT_VAL_SPLIT
+from training.checkpoint import load_checkpoint
+from training.loop import RunSpec
+
+# flag -> config key for flags that are plain config overrides (None = not given on the command line)
+FLAG_TO_KEY = {"batch_size": "batch_size", "lr": "lr", "epochs": "epochs", "optimizer_type": "optimizer",
+               "print_every": "print_every", "seed": "seed", "workers": "workers", "amp": "amp"}
+
+
+def training_parser(description: str) -> argparse.ArgumentParser:
+    """Parser with every flag of the supervised trainer (the adversarial one adds its own)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--dataset", default="synthetic", help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic)")
+    p.add_argument("--modelName", default="run", help="run name: writes trainmodel/<modelName>/")
+    p.add_argument("--save_root", default="trainmodel", help="parent folder of run directories")
+    p.add_argument("--config", default="config.default_config", help="preset module, e.g. config.cpu_small")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config entry")
+    p.add_argument("--batch_size", type=int, default=None, help="images per step (config: batch_size)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of G (config: lr)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (config: epochs)")
+    p.add_argument("--optimizer_type", choices=["RMSprop", "Adam", "SGD"], default=None, help="config: optimizer")
+    p.add_argument("--loss", choices=["mse"], default="mse", help="heatmap loss (the paper's: MSE)")
+    p.add_argument("--print_every", type=int, default=None, help="iterations between loss read-backs and log lines")
+    p.add_argument("--train_split", default="train", help="split to train on")
+    p.add_argument("--val_split", default=None, help="split to validate on (default: the dataset's val/test split)")
+    p.add_argument("--use_gpu", type=int, choices=[0, 1], default=None, help="seed-style: 1 = cuda:<gpu_device>")
+    p.add_argument("--gpu_device", type=int, default=0, help="seed-style GPU index used with --use_gpu 1")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (wins over --use_gpu)")
+    p.add_argument("--resume", default=None, help="run directory or checkpoint to continue exactly")
+    p.add_argument("--seed", type=int, default=None, help="random seed (config: seed)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (config: workers)")
+    p.add_argument("--max_train_samples", type=int, default=None, help="train on the first N samples only")
+    p.add_argument("--max_val_samples", type=int, default=None, help="validate on the first N samples only")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None, help="mixed precision")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--skip_nonfinite", action="store_true", help="skip updates whose loss is NaN/inf")
+    p.add_argument("--skip_bad_images", action="store_true", help="skip unreadable images, count them in the log")
+    p.add_argument("--tensorboard", action="store_true", help="also log to run_dir/tensorboard")
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """Preset + flags + --set; on --resume the checkpoint's config + only the flags given now."""
+    overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) is not None}
+    if args.compile:
+        overrides["compile"] = True
+    overrides.update(parse_overrides(args.set))
+    if args.resume:
+        saved = config_from_dict(load_checkpoint(args.resume)["config"])
+        return config_from_dict({**saved, **overrides})
+    return load_config(preset_name(args.config), overrides)
+
+
+def device_flag(args: argparse.Namespace) -> str:
+    """--device, else the seed-style --use_gpu/--gpu_device, else auto."""
+    if args.device:
+        return args.device
+    if args.use_gpu is not None:
+        return f"cuda:{args.gpu_device}" if args.use_gpu else "cpu"
+    return "auto"
+
+
+def run_spec(args: argparse.Namespace, method: str, **extra) -> RunSpec:
+    """The non-config part of a run from the parsed flags."""
+    run_dir = os.path.join(args.save_root, args.modelName)
+    if args.resume and os.path.isdir(args.resume):
+        run_dir = args.resume
+    return RunSpec(
+        method=method, dataset=args.dataset, path=args.path, train_split=args.train_split,
+        val_split=args.val_split or DEFAULT_VAL_SPLIT[args.dataset] if args.dataset in DATASETS else "val",
+        run_dir=run_dir, device=device_flag(args), resume=args.resume,
+        max_train_samples=args.max_train_samples, max_val_samples=args.max_val_samples,
+        skip_nonfinite=args.skip_nonfinite, skip_bad_images=args.skip_bad_images, tensorboard=args.tensorboard,
+        **extra,
+    )

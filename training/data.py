@@ -1,0 +1,60 @@
+"""Training DataLoader: epoch-seeded sharded sampling, worker set-up, optional skipping of bad images."""
+
+from __future__ import annotations
+
+import cv2
+import torch
+from torch.utils.data import DataLoader, default_collate
+
+from datasets.base import PoseDataset
+from datasets.sampler import EpochSampler
+from training.runtime import DistInfo
+from utils.errors import UserInputError
+
+
+def worker_init(_: int) -> None:
+    """One OpenCV thread per worker: the workers already use every core, extra threads only contend."""
+    cv2.setNumThreads(1)
+
+
+class SkipBadImages(torch.utils.data.Dataset):
+    """Wraps a dataset so an unreadable image yields None (counted by the collate) instead of an error."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        try:
+            return self.dataset[key]
+        except UserInputError:
+            return None
+
+
+def collate_skipping(samples: list):
+    """Default collate over the readable samples, with ``skipped`` = how many were dropped (None if all)."""
+    good = [s for s in samples if s is not None]
+    if not good:
+        return None
+    batch = default_collate(good)
+    batch["skipped"] = len(samples) - len(good)
+    return batch
+
+
+def make_train_loader(dataset: PoseDataset, cfg, dist_info: DistInfo, spec) -> tuple[DataLoader, EpochSampler]:
+    """Shuffled loader whose sampler yields (index, epoch): augmentation depends only on seed, epoch, index."""
+    # --max_train_samples N: the sampler draws from the first N samples only
+    size = len(dataset) if spec.max_train_samples is None else min(spec.max_train_samples, len(dataset))
+    data = SkipBadImages(dataset) if spec.skip_bad_images else dataset
+    sampler = EpochSampler(size, shuffle=True, seed=cfg.seed, rank=dist_info.rank,
+                           world_size=dist_info.world_size, drop_last=True)
+    workers = cfg.workers
+    loader = DataLoader(
+        data, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, drop_last=True,
+        pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None, worker_init_fn=worker_init if workers > 0 else None,
+        collate_fn=collate_skipping if spec.skip_bad_images else None,
+    )
+    return loader, sampler

@@ -1,0 +1,43 @@
+"""Losses and the adversarial targets of Adversarial PoseNet (Chen et al. 2017, Sec. 2)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def heatmap_mse(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE summed over stacks (intermediate supervision), averaged over labelled joints' pixels.
+
+    preds: per stack (B, J, H, W); target (B, J, H, W); mask (B, J), 1 = joint labelled.
+    """
+    m = mask[:, :, None, None].to(target.dtype)
+    denom = (m.sum() * target.shape[-1] * target.shape[-2]).clamp_min(1.0)
+    return sum(((p.float() - target) ** 2 * m).sum() for p in preds) / denom
+
+
+def joint_distances(pred_xy: torch.Tensor, gt_xy: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance per joint, (B, J, 2) x2 -> (B, J)."""
+    return torch.linalg.vector_norm(pred_xy - gt_xy, dim=-1)
+
+
+def pose_fake_targets(
+    pred_xy: torch.Tensor, gt_xy: torch.Tensor, ref_length: torch.Tensor, delta: float
+) -> torch.Tensor:
+    """p_fake: 1 where the predicted joint lies within ``delta`` reference lengths of the truth, else 0.
+
+    pred_xy, gt_xy (B, J, 2) and ref_length (B,) share one frame (heatmap px in training). -> (B, J) float.
+    """
+    return (joint_distances(pred_xy, gt_xy) < delta * ref_length[:, None]).float()
+
+
+def confidence_fake_targets(pred_hm: torch.Tensor, gt_hm: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """c_fake: 1 where ||y_i - y_hat_i||_2 over joint i's heatmap is below ``epsilon``. (B, J, H, W) -> (B, J)."""
+    return (torch.linalg.vector_norm((pred_hm.float() - gt_hm).flatten(2), dim=-1) < epsilon).float()
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor | float, mask: torch.Tensor) -> torch.Tensor:
+    """Per-joint binary cross-entropy on logits, averaged over joints where ``mask`` is 1. (B, J)."""
+    t = torch.as_tensor(targets, dtype=torch.float32, device=logits.device).expand_as(logits)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), t, reduction="none")
+    return (loss * mask).sum() / mask.sum().clamp_min(1.0)

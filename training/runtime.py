@@ -1,0 +1,109 @@
+"""Where and how the run executes: device, precision, seeding, optimisers, distributed set-up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from utils.errors import UserInputError
+
+
+def resolve_device(flag: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda``/``cuda:N`` without CUDA is a one-line error."""
+    if flag == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(flag)
+    except RuntimeError:
+        raise UserInputError(f"--device: '{flag}' is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserInputError(f"--device {flag}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserInputError(f"--device {flag}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise UserInputError(f"--device: '{flag}' is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Precision of the forward pass: bf16 on CUDA for ``auto``, full fp32 on CPU unless asked."""
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+    if amp not in choices:
+        raise UserInputError(f"amp={amp!r}: expected auto, bf16, fp16 or off")
+    return choices[amp]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast context for ``dtype``, or a no-op for full precision."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; optionally force deterministic kernels (bit-exact CPU resume)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+
+
+def build_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float,
+                    device: torch.device) -> torch.optim.Optimizer:
+    """RMSprop (the paper's), Adam or SGD; fused/foreach kernels where the device has them."""
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if name == "RMSprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
+    if name == "Adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fast)
+    if name == "SGD":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **fast)
+    raise UserInputError(f"--optimizer_type: unknown optimizer '{name}'; valid: RMSprop, Adam, SGD")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Rank layout of this process (world_size 1 = not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 logs and writes checkpoints."""
+        return self.rank == 0
+
+
+def init_distributed(device_flag: str) -> tuple[DistInfo, torch.device]:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); pick this rank's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), resolve_device(device_flag)
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(device_flag)
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group if one was joined."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

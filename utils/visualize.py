@@ -1,0 +1,103 @@
+"""Pictures: predictions over images, PCK-vs-threshold curves, training curves (PNG files)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+
+from utils.geometry import apply_affine
+
+RED, YELLOW = (0, 0, 255), (0, 230, 255)  # BGR: ground truth red, prediction yellow
+
+
+def draw_pose(image_bgr: np.ndarray, joints: np.ndarray, limbs, color: tuple[int, int, int],
+              mask: np.ndarray | None = None, radius: int = 3) -> np.ndarray:
+    """Draw skeleton lines and joint dots in place; joints (J, 2) in the image's px, mask (J,) of joints to draw."""
+    mask = np.ones(len(joints), bool) if mask is None else mask
+    pts = [(int(round(x)), int(round(y))) for x, y in joints]
+    for a, b in limbs:
+        if mask[a] and mask[b]:
+            cv2.line(image_bgr, pts[a], pts[b], color, max(1, radius // 2), cv2.LINE_AA)
+    for p, m in zip(pts, mask, strict=True):
+        if m:
+            cv2.circle(image_bgr, p, radius, color, -1, cv2.LINE_AA)
+    return image_bgr
+
+
+def save_prediction_pictures(
+    dataset, indices: np.ndarray, preds: np.ndarray, outdir: str, size: int = 384
+) -> list[str]:
+    """For each sample: its person box from the original image with truth (red) and prediction (yellow)."""
+    os.makedirs(outdir, exist_ok=True)
+    ann, limbs, paths = dataset.ann, dataset.spec.limbs, []
+    for i, pred in zip(indices, preds, strict=True):
+        i = int(i)
+        image = cv2.cvtColor(dataset.load_image(i), cv2.COLOR_RGB2BGR)
+        # crop to the person box scaled to ``size`` px so that dots are visible on large photos
+        s = size / (ann.box_sizes[i] * 1.2)
+        m = np.array([[s, 0, size / 2 - s * ann.centers[i][0]], [0, s, size / 2 - s * ann.centers[i][1]]])
+        crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA, borderValue=(40, 40, 40))
+        draw_pose(crop, apply_affine(m, ann.joints[i]), limbs, RED, ann.annotated[i])
+        draw_pose(crop, apply_affine(m, pred), limbs, YELLOW)
+        name = os.path.splitext(os.path.basename(ann.image_names[i]))[0]
+        paths.append(os.path.join(outdir, f"{i:05d}_{name}.png"))
+        cv2.imwrite(paths[-1], crop)
+    return paths
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works on servers without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pck_curve(result: dict, path: str, label: str | None = None) -> str:
+    """Mean PCK/PCKh (%) against the normalised-distance threshold, like the paper's Fig. 5."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(result["curve"]["thresholds"], result["curve"]["mean"], label=label or result.get("metric", ""))
+    ax.set_xlabel("normalised distance threshold")
+    ax.set_ylabel("detection rate (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def read_log(path: str) -> list[dict]:
+    """Epoch records of a run's log.jsonl."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_training_curves(run_dir: str, path: str | None = None) -> str:
+    """Losses and validation mean per epoch from ``run_dir/log.jsonl`` into ``run_dir/curves.png``."""
+    plt = _pyplot()
+    records = [r for r in read_log(os.path.join(run_dir, "log.jsonl")) if r.get("kind", "epoch") == "epoch"]
+    epochs = [r["epoch"] for r in records]
+    loss_keys = [k for k in records[0] if k.startswith("loss") or k.startswith("L_")] if records else []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for k in loss_keys:
+        left.plot(epochs, [r.get(k, np.nan) for r in records], label=k)
+    left.set_xlabel("epoch")
+    left.set_yscale("log")
+    left.set_title("training losses")
+    left.legend(fontsize=7)
+    right.plot(epochs, [r.get("val_mean", np.nan) for r in records], marker="o")
+    right.set_xlabel("epoch")
+    right.set_title("validation mean (%)")
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    path = path or os.path.join(run_dir, "curves.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
