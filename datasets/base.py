@@ -96,9 +96,11 @@ class PoseDataset(torch.utils.data.Dataset):
         self.input_res, self.output_res, self.sigma = input_res, output_res, sigma
         self.augmentation = augmentation
         self.seed = seed
-        # Colour normalisation folded into one per-channel multiply-add on the warped uint8 image.
+        # Colour normalisation folded into one per-channel multiply-add on the warped uint8 image,
+        # applied as a 256-entry look-up table per channel (see ``_normalise``).
         self._inv_std = 1.0 / np.asarray(std, np.float32)
         self._mean = np.asarray(mean, np.float32)
+        self._levels = np.arange(256, dtype=np.float32)[:, None]  # (256, 1) every uint8 value
         self._cache: list[np.ndarray] | None = None
 
     def load_image(self, index: int) -> np.ndarray:
@@ -106,8 +108,9 @@ class PoseDataset(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def cache_images(self) -> None:
-        """Decode every image once into RAM; forked DataLoader workers share the pages."""
-        self._cache = [self.load_image(i) for i in range(len(self))]
+        """Decode every image once into RAM (in the layout ``_warp`` reads); forked DataLoader workers share
+        the pages."""
+        self._cache = [self._warp_source(self.load_image(i)) for i in range(len(self))]
 
     def __len__(self) -> int:
         return len(self.ann)
@@ -121,6 +124,34 @@ class PoseDataset(torch.utils.data.Dataset):
         bias = rng.uniform(-aug.color_jitter, aug.color_jitter) * 0.5
         return rotation, zoom, flip, gain.astype(np.float32), np.full(3, bias, np.float32)
 
+    def _warp_source(self, image: np.ndarray) -> np.ndarray:
+        """RGB image -> what ``_warp`` reads: RGBA when the image is small (at most 4x the crop's pixels).
+
+        OpenCV's 4-channel bilinear warp is ~2.5x faster than its 3-channel one and gives the same RGB
+        values (channels are interpolated independently); for small sources the conversion costs far less."""
+        small = image.shape[0] * image.shape[1] <= 4 * self.input_res**2
+        if image.ndim == 3 and image.shape[2] == 3 and small:
+            return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+        return image
+
+    def _warp(self, source: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        """The (R, R, 3 or 4) uint8 crop of a ``_warp_source`` image."""
+        return cv2.warpAffine(source, affine, (self.input_res, self.input_res), flags=cv2.INTER_LINEAR)
+
+    def _normalise(self, crop: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """(R, R, 3|4) uint8 -> (3, R, R) float32 ``(pixel / 255 * gain + bias - mean) / std`` per channel.
+
+        The multiply-add is evaluated once per uint8 level (a 256-entry table per channel, bit-identical to
+        applying it to every pixel) and looked up by ``cv2.LUT`` straight into channel-first planes."""
+        table = self._levels * (gain * self._inv_std / 255.0) + (bias - self._mean) * self._inv_std  # (256, 3)
+        out = np.empty((3, *crop.shape[:2]), np.float32)
+        planes = cv2.split(crop)
+        for c in range(3):
+            written = cv2.LUT(planes[c], np.ascontiguousarray(table[:, c]), dst=out[c])
+            if not np.may_share_memory(written, out):  # an OpenCV build that ignored dst
+                out[c] = written
+        return out
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """``key`` is an index, or ``(index, epoch)`` from ``EpochSampler`` so augmentation varies per epoch."""
         index, epoch = key if isinstance(key, tuple) else (key, 0)
@@ -131,10 +162,8 @@ class PoseDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng((self.seed, epoch, index))
             rotation, zoom, flip, gain, bias = self._random_transform(rng)
         affine = crop_affine(ann.centers[index], ann.box_sizes[index] * zoom, self.input_res, rotation, flip)
-        image = self._cache[index] if self._cache is not None else self.load_image(index)
-        crop = cv2.warpAffine(image, affine, (self.input_res, self.input_res), flags=cv2.INTER_LINEAR)
-        # (pixel / 255 * gain + bias - mean) / std as one multiply-add per channel
-        crop = crop.astype(np.float32) * (gain * self._inv_std / 255.0) + (bias - self._mean) * self._inv_std
+        source = self._cache[index] if self._cache is not None else self._warp_source(self.load_image(index))
+        crop = self._warp(source, affine)
 
         joints, annotated, visible = ann.joints[index], ann.annotated[index], ann.visible[index]
         if flip:
@@ -142,10 +171,15 @@ class PoseDataset(torch.utils.data.Dataset):
             joints, annotated, visible = joints[perm], annotated[perm], visible[perm]
         joints_in = apply_affine(affine, joints)
         joints_hm = input_to_heatmap(joints_in, self.input_res, self.output_res)
+        heatmaps = draw_gaussians(joints_hm, annotated, self.output_res, self.sigma)
+        # occluded joints are a subset of the annotated ones: their maps are copies of the pose maps
+        occluded = annotated & ~visible
+        occlusion = np.zeros_like(heatmaps)
+        occlusion[occluded] = heatmaps[occluded]
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
-            "heatmaps": torch.from_numpy(draw_gaussians(joints_hm, annotated, self.output_res, self.sigma)),
-            "occlusion": torch.from_numpy(draw_gaussians(joints_hm, annotated & ~visible, self.output_res, self.sigma)),
+            "image": torch.from_numpy(self._normalise(crop, gain, bias)),
+            "heatmaps": torch.from_numpy(heatmaps),
+            "occlusion": torch.from_numpy(occlusion),
             "joints": torch.from_numpy(joints_in.astype(np.float32)),
             "visible": torch.from_numpy(visible.astype(np.float32)),
             "annotated": torch.from_numpy(annotated.astype(np.float32)),

@@ -34,3 +34,14 @@ def lsp_root() -> str:
 def lspet_root() -> str:
     """Folder holding lspet-mini: 2000 real 128x128 photos and joints.mat."""
     return shared_path("lspet-mini")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test models run fastest on one thread; two threads stall on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -66,6 +66,19 @@ def save_checkpoint(state: dict, path: str) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temp_files(folder: str) -> list[str]:
+    """Delete ``.tmp-*.pt`` files left in ``folder`` by a write that was killed before its rename."""
+    if not os.path.isdir(folder):
+        return []
+    stale = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(".tmp-") and n.endswith(".pt")]
+    for path in stale:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return stale
+
+
 def resolve_checkpoint_path(path: str) -> str:
     """Accept a checkpoint file or a run directory (then its ``last.pt``)."""
     if os.path.isdir(path):

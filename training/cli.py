@@ -18,9 +18,11 @@ FLAG_TO_KEY = {"batch_size": "batch_size", "lr": "lr", "epochs": "epochs", "opti
 def training_parser(description: str) -> argparse.ArgumentParser:
     """Parser with every flag of the supervised trainer (the adversarial one adds its own)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--dataset", default="synthetic", help=f"one of: {', '.join(DATASETS)}")
-    p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic)")
-    p.add_argument("--modelName", default="run", help="run name: writes trainmodel/<modelName>/")
+    p.add_argument("--dataset", default=None,
+                   help=f"one of: {', '.join(DATASETS)} (default: synthetic, or the --resume checkpoint's)")
+    p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic; --resume remembers it)")
+    p.add_argument("--modelName", default=None,
+                   help="run name: writes <save_root>/<modelName>/ (default: run, or the --resume checkpoint's folder)")
     p.add_argument("--save_root", default="trainmodel", help="parent folder of run directories")
     p.add_argument("--config", default="config.default_config", help="preset module, e.g. config.cpu_small")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config entry")
@@ -30,12 +32,14 @@ def training_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--optimizer_type", choices=["RMSprop", "Adam", "SGD"], default=None, help="config: optimizer")
     p.add_argument("--loss", choices=["mse"], default="mse", help="heatmap loss (the paper's: MSE)")
     p.add_argument("--print_every", type=int, default=None, help="iterations between loss read-backs and log lines")
-    p.add_argument("--train_split", default="train", help="split to train on")
+    p.add_argument("--train_split", default=None, help="split to train on (default: train)")
     p.add_argument("--val_split", default=None, help="split to validate on (default: the dataset's val/test split)")
     p.add_argument("--use_gpu", type=int, choices=[0, 1], default=None, help="seed-style: 1 = cuda:<gpu_device>")
     p.add_argument("--gpu_device", type=int, default=0, help="seed-style GPU index used with --use_gpu 1")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (wins over --use_gpu)")
-    p.add_argument("--resume", default=None, help="run directory or checkpoint to continue exactly")
+    p.add_argument("--resume", default=None,
+                   help="run directory (its last.pt) or checkpoint to continue exactly; dataset, path, splits and "
+                        "sample limits default to the checkpoint's")
     p.add_argument("--seed", type=int, default=None, help="random seed (config: seed)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (config: workers)")
     p.add_argument("--max_train_samples", type=int, default=None, help="train on the first N samples only")
@@ -48,15 +52,25 @@ def training_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def resumed_run(args: argparse.Namespace) -> dict | None:
+    """The small part of the --resume checkpoint the flags default to (loaded once), or None without --resume."""
+    if not args.resume:
+        return None
+    if getattr(args, "_resumed_run", None) is None:
+        ckpt = load_checkpoint(args.resume)
+        args._resumed_run = {k: ckpt.get(k) for k in ("config", "dataset", "data")}
+    return args._resumed_run
+
+
 def resolve_config(args: argparse.Namespace) -> Config:
     """Preset + flags + --set; on --resume the checkpoint's config + only the flags given now."""
     overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) is not None}
     if args.compile:
         overrides["compile"] = True
     overrides.update(parse_overrides(args.set))
-    if args.resume:
-        saved = config_from_dict(load_checkpoint(args.resume)["config"])
-        return config_from_dict({**saved, **overrides})
+    saved = resumed_run(args)
+    if saved is not None:
+        return config_from_dict({**config_from_dict(saved["config"] or {}), **overrides})
     return load_config(preset_name(args.config), overrides)
 
 
@@ -70,15 +84,27 @@ def device_flag(args: argparse.Namespace) -> str:
 
 
 def run_spec(args: argparse.Namespace, method: str, **extra) -> RunSpec:
-    """The non-config part of a run from the parsed flags."""
-    run_dir = os.path.join(args.save_root, args.modelName)
+    """The non-config part of a run from the parsed flags (on --resume, unset data flags from the checkpoint)."""
+    saved = resumed_run(args) or {}
+    data = saved.get("data") or {}
+    dataset = args.dataset or saved.get("dataset") or "synthetic"
     if args.resume and os.path.isdir(args.resume):
         run_dir = args.resume
+    elif args.resume and args.modelName is None:
+        run_dir = os.path.dirname(os.path.abspath(args.resume))  # continue beside the checkpoint
+    else:
+        run_dir = os.path.join(args.save_root, args.modelName or "run")
+
+    def pick(flag: str, default=None):
+        value = getattr(args, flag)
+        return value if value is not None else data.get(flag, default)
+
+    val_split = pick("val_split") if dataset == saved.get("dataset") else args.val_split
     return RunSpec(
-        method=method, dataset=args.dataset, path=args.path, train_split=args.train_split,
-        val_split=args.val_split or DEFAULT_VAL_SPLIT[args.dataset] if args.dataset in DATASETS else "val",
+        method=method, dataset=dataset, path=pick("path"), train_split=pick("train_split", "train") or "train",
+        val_split=val_split or DEFAULT_VAL_SPLIT.get(dataset, "val"),
         run_dir=run_dir, device=device_flag(args), resume=args.resume,
-        max_train_samples=args.max_train_samples, max_val_samples=args.max_val_samples,
+        max_train_samples=pick("max_train_samples"), max_val_samples=pick("max_val_samples"),
         skip_nonfinite=args.skip_nonfinite, skip_bad_images=args.skip_bad_images, tensorboard=args.tensorboard,
         **extra,
     )

@@ -8,13 +8,21 @@ from torch.utils.data import DataLoader, default_collate
 
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
-from training.runtime import DistInfo
+from training.runtime import DistInfo, tune_malloc
 from utils.errors import UserInputError
 
 
-def worker_init(_: int) -> None:
-    """One OpenCV thread per worker: the workers already use every core, extra threads only contend."""
+def single_threaded_opencv() -> None:
+    """One OpenCV thread, set in the parent before DataLoader workers fork (they inherit it): the workers
+    already use every core, extra threads only contend. Never call ``cv2.setNumThreads`` in a worker: in a
+    forked child it deadlocks once the parent's OpenCV thread pool has run (its condition variables still
+    count the parent's threads)."""
     cv2.setNumThreads(1)
+
+
+def worker_init(_: int) -> None:
+    """glibc told to reuse freed memory (fresh pages for every sample's buffers halve a worker's rate)."""
+    tune_malloc()
 
 
 class SkipBadImages(torch.utils.data.Dataset):
@@ -33,11 +41,14 @@ class SkipBadImages(torch.utils.data.Dataset):
             return None
 
 
-def collate_skipping(samples: list):
-    """Default collate over the readable samples, with ``skipped`` = how many were dropped (None if all)."""
+def collate_skipping(samples: list) -> dict:
+    """Default collate over the readable samples, with ``skipped`` = how many were dropped.
+
+    A batch whose every image was unreadable is just ``{"skipped": n}`` (no "image"), so the count survives.
+    """
     good = [s for s in samples if s is not None]
     if not good:
-        return None
+        return {"skipped": len(samples)}
     batch = default_collate(good)
     batch["skipped"] = len(samples) - len(good)
     return batch
@@ -51,6 +62,8 @@ def make_train_loader(dataset: PoseDataset, cfg, dist_info: DistInfo, spec) -> t
     sampler = EpochSampler(size, shuffle=True, seed=cfg.seed, rank=dist_info.rank,
                            world_size=dist_info.world_size, drop_last=True)
     workers = cfg.workers
+    if workers > 0:
+        single_threaded_opencv()
     loader = DataLoader(
         data, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, drop_last=True,
         pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,

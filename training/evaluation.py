@@ -17,6 +17,7 @@ from datasets import build_dataset
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
 from training.checkpoint import load_checkpoint
+from training.data import single_threaded_opencv, worker_init
 from training.runtime import DistInfo, autocast, autocast_dtype, resolve_device
 from training.scoring import score_dataset
 from utils.errors import UserInputError
@@ -78,8 +79,11 @@ def make_eval_loader(dataset: PoseDataset, batch_size: int, workers: int, dist_i
     dist_info = dist_info or DistInfo()
     size = len(dataset) if limit is None else min(limit, len(dataset))
     sampler = EpochSampler(size, shuffle=False, rank=dist_info.rank, world_size=dist_info.world_size)
+    if workers > 0:
+        single_threaded_opencv()
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                       pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+                                       pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                                       worker_init_fn=worker_init if workers > 0 else None)
 
 
 def validate(generator: torch.nn.Module, loader, dataset: PoseDataset, cfg, device: torch.device,

@@ -19,7 +19,15 @@ from tqdm import tqdm
 from config import Config
 from datasets import build_dataset
 from models import build_generator, confidence_discriminator, count_parameters, pose_discriminator
-from training.checkpoint import FORMAT_VERSION, git_revision, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from training.checkpoint import (
+    FORMAT_VERSION,
+    git_revision,
+    load_checkpoint,
+    remove_stale_temp_files,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from training.data import make_train_loader
 from training.evaluation import make_eval_loader, validate
 from training.runlog import RunLog
@@ -30,6 +38,7 @@ from training.runtime import (
     cleanup_distributed,
     init_distributed,
     seed_everything,
+    tune_malloc,
 )
 from training.steps import Nets, StepContext, adversarial_step, supervised_step, to_device
 from utils.errors import UserInputError
@@ -72,6 +81,7 @@ class TrainState:
     iteration: int = 0  # steps done in the whole run
     best_metric: float = -math.inf
     sums: dict = field(default_factory=dict)  # partial epoch statistics (host floats)
+    summed_steps: int = 0  # steps that entered ``sums`` (skipped batches do not)
     skipped_batches: int = 0
     skipped_images: int = 0
     seconds: float = 0.0  # training time of this epoch so far
@@ -125,16 +135,20 @@ def load_pretrained_generator(generator: torch.nn.Module, path: str) -> list[str
 def _check_resume_compatible(ckpt: dict, args: dict, spec: RunSpec, path: str) -> None:
     if ckpt.get("method") != spec.method:
         raise UserInputError(f"--resume {path}: checkpoint is from a {ckpt.get('method')} run, not {spec.method}")
-    for name, a in args.items():
-        if ckpt.get("net_args", {}).get(name) != a:
-            raise UserInputError(f"--resume {path}: {name} architecture {ckpt.get('net_args', {}).get(name)} "
-                                 f"differs from this run's {a}")
+    if ckpt.get("dataset", spec.dataset) != spec.dataset:
+        raise UserInputError(f"--resume {path}: checkpoint was trained on '{ckpt['dataset']}', not '{spec.dataset}' "
+                             f"(drop --dataset to continue on '{ckpt['dataset']}')")
+    saved = ckpt.get("net_args", {})
+    for name in sorted(set(args) | set(saved)):
+        if saved.get(name) != args.get(name):
+            raise UserInputError(f"--resume {path}: {name} architecture {saved.get(name)} "
+                                 f"differs from this run's {args.get(name)}")
 
 
 def _epoch_record(state: TrainState, steps: int, images: int, lr: float, val: dict | None) -> dict:
     rec = {"kind": "epoch", "epoch": state.epoch, "iterations": state.iteration, "lr": lr,
            "images_per_s": images / max(state.seconds, 1e-9), "seconds": state.seconds}
-    rec.update({k: v / max(steps, 1) for k, v in state.sums.items()})
+    rec.update({k: v / max(state.summed_steps, 1) for k, v in state.sums.items()})
     rec["skipped_batches"], rec["skipped_images"] = state.skipped_batches, state.skipped_images
     if val is not None:
         rec.update({"val_mean": val["mean"], "val_metric": val["metric"], "val_per_joint": val["per_joint"]})
@@ -145,10 +159,11 @@ class Trainer:
     """Holds the objects of one run; ``fit`` runs it to the end (or to a pre-emption)."""
 
     def __init__(self, cfg: Config, spec: RunSpec):
+        tune_malloc()  # glibc: reuse freed activation buffers instead of fresh pages each step (CPU)
         self.dist, self.device = init_distributed(spec.device)
         self.spec, self.cfg = spec, cfg
         if self.dist.is_main:
-            ensure_writable_dir(spec.run_dir, "--modelName/--path of the run directory")
+            ensure_writable_dir(spec.run_dir, "run directory (--save_root/--modelName)")
         seed_everything(cfg.seed + self.dist.rank, cfg.deterministic)
         self.train_set = build_dataset(spec.dataset, spec.path, spec.train_split, cfg, train=True)
         self.val_set = build_dataset(spec.dataset, spec.path, spec.val_split, cfg, train=False)
@@ -162,9 +177,13 @@ class Trainer:
         dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
         self.ctx = StepContext(self.device, dtype, self.scaler, cfg.grad_clip, cfg.channels_last, spec.skip_nonfinite)
+        if self.dist.is_main:
+            remove_stale_temp_files(spec.run_dir)  # left by a checkpoint write that was killed
         if spec.resume:
             self._resume(spec.resume)
-        elif spec.pretrained:
+        else:
+            self.log.truncate_after(0)  # a fresh run in an old directory: the old log no longer applies
+        if not spec.resume and spec.pretrained:
             fresh = load_pretrained_generator(_raw(self.nets.generator), spec.pretrained)
             self._say(f"initialised G from {spec.pretrained}" + (f" ({len(fresh)} occlusion tensors fresh)"
                                                                   if fresh else ""))
@@ -176,6 +195,9 @@ class Trainer:
             tqdm.write(msg)
 
     def _place_and_wrap(self) -> None:
+        if self.cfg.sync_bn and self.dist.world_size > 1 and self.device.type != "cuda":
+            raise UserInputError("sync_bn=True: PyTorch's SyncBatchNorm has no CPU kernels; "
+                                 "drop it for --device cpu (gloo) runs")
         for name, net in _named_nets(self.nets).items():
             net = net.to(self.device)
             if self.cfg.channels_last:
@@ -206,6 +228,8 @@ class Trainer:
         nets = {k: _raw(v).state_dict() for k, v in _named_nets(self.nets).items()}
         return {
             "format_version": FORMAT_VERSION, "method": self.spec.method, "dataset": self.spec.dataset,
+            "data": {k: getattr(self.spec, k) for k in ("path", "train_split", "val_split", "max_train_samples",
+                                                       "max_val_samples")},
             "model_args": self.net_args["generator"], "net_args": self.net_args, "config": self.cfg.to_dict(),
             **nets,
             "optimizers": {k: o.state_dict() for k, o in self.optims.items()},
@@ -214,8 +238,28 @@ class Trainer:
             "state": vars(self.state).copy(), "git": git_revision(),
         }
 
+    def _buffers(self) -> list[torch.Tensor]:
+        """Every network's buffers (BatchNorm statistics): restored after a skipped batch's forward pass."""
+        return [b for net in _named_nets(self.nets).values() for b in _raw(net).buffers()]
+
+    def _check_finite_weights(self) -> None:
+        """Refuse to save NaN/inf weights (one sync): the previous checkpoint stays the last good one."""
+        for name, net in _named_nets(self.nets).items():
+            params = {k: v for k, v in _raw(net).state_dict().items() if v.is_floating_point()}
+            if params and not torch.stack([torch.isfinite(p.detach()).all() for p in params.values()]).all():
+                tensor = next(k for k, p in params.items() if not torch.isfinite(p.detach()).all())
+                raise NonFiniteLoss(f"non-finite {name} weights ({tensor}) after iteration {self.state.iteration} "
+                                    f"(epoch {self.state.epoch}); {self._last_good()}")
+
+    def _last_good(self) -> str:
+        path = os.path.join(self.spec.run_dir, "last.pt")
+        if os.path.isfile(path):
+            return f"last good checkpoint kept: {path}"
+        return f"no checkpoint saved yet in {self.spec.run_dir}"
+
     def save(self, name: str) -> None:
-        """Atomically write ``run_dir/name`` (main rank only)."""
+        """Atomically write ``run_dir/name`` (main rank only) after checking the weights are finite."""
+        self._check_finite_weights()
         if self.dist.is_main:
             save_checkpoint(self.checkpoint(), os.path.join(self.spec.run_dir, name))
 
@@ -257,9 +301,11 @@ class Trainer:
         if bad.any():
             step, term = (int(i) for i in bad.nonzero()[0])
             raise NonFiniteLoss(f"non-finite {keys[term]} at iteration {first_iteration + step} "
-                                f"(epoch {self.state.epoch}); last good checkpoint kept in {self.spec.run_dir}")
+                                f"(epoch {self.state.epoch}); {self._last_good()}; "
+                                f"lower the lr or pass --skip_nonfinite to skip such batches")
         for k, col in zip(keys, table.sum(0).tolist(), strict=True):
             self.state.sums[k] = self.state.sums.get(k, 0.0) + col
+        self.state.summed_steps += len(pending)
         pending.clear()
 
     def train_epoch(self) -> tuple[int, int]:
@@ -274,13 +320,17 @@ class Trainer:
         bar = tqdm(self.train_loader, desc=f"epoch {st.epoch}", disable=not self.dist.is_main, leave=False,
                    initial=st.epoch_step, total=st.epoch_step + len(self.train_loader))
         for batch in bar:
-            if batch is None:  # every image of the batch was unreadable and skipped
+            st.skipped_images += int(batch.pop("skipped", 0))  # only with --skip_bad_images
+            if "image" not in batch:  # every image of the batch was unreadable: nothing to train on
+                st.epoch_step += 1  # still a position in the epoch (mid-epoch resume skips it)
                 continue
-            st.skipped_images += int(batch.pop("skipped", 0))
             skipped_before = self.ctx.skipped_updates
+            saved = [b.clone() for b in self._buffers()] if self.spec.skip_nonfinite else []
             stats = self._step(batch)
             if self.ctx.skipped_updates > skipped_before:  # only with --skip_nonfinite
                 st.skipped_batches += 1
+                for b, old in zip(self._buffers(), saved, strict=True):  # undo BatchNorm's NaN statistics
+                    b.copy_(old)
             else:
                 pending.append(stats)
             st.iteration += 1
@@ -289,7 +339,8 @@ class Trainer:
             if st.iteration % cfg.print_every == 0 or save_now:
                 self._read_back(pending, first)
                 first = st.iteration
-                bar.set_postfix({k: f"{v / st.epoch_step:.4g}" for k, v in st.sums.items() if k.startswith("loss")})
+                bar.set_postfix({k: f"{v / max(st.summed_steps, 1):.4g}" for k, v in st.sums.items()
+                                 if k.startswith("loss")})
                 if save_now:
                     st.seconds += time.perf_counter() - start
                     start = time.perf_counter()
@@ -312,24 +363,39 @@ class Trainer:
                 val = validate(self.nets.generator, self.val_loader, self.val_set, cfg, self.device, self.dist)
                 lr = self.optims["generator"].param_groups[0]["lr"]
                 self.log.write(_epoch_record(st, steps, images, lr, val))
-                self._say(f"epoch {st.epoch}: " + ", ".join(f"{k} {v / max(steps, 1):.4g}" for k, v in st.sums.items())
-                          + f" | val {val['metric']} {val['mean']:.2f}")
+                skipped = [f"{n} {what}" for n, what in ((st.skipped_batches, "non-finite batches"),
+                                                         (st.skipped_images, "unreadable images")) if n]
+                self._say(f"epoch {st.epoch}: "
+                          + ", ".join(f"{k} {v / max(st.summed_steps, 1):.4g}" for k, v in st.sums.items())
+                          + f" | val {val['metric']} {val['mean']:.2f}"
+                          + (f" | skipped {', '.join(skipped)}" if skipped else ""))
                 for s in self.schedulers.values():
                     s.step()
                 improved = val["mean"] > st.best_metric
                 st.best_metric = max(st.best_metric, val["mean"])
-                st.epoch, st.epoch_step, st.sums, st.seconds = st.epoch + 1, 0, {}, 0.0
+                st.epoch, st.epoch_step, st.sums, st.summed_steps, st.seconds = st.epoch + 1, 0, {}, 0, 0.0
                 st.skipped_batches = st.skipped_images = 0
-                self.save("last.pt")
-                if improved:
+                if improved:  # best.pt first: a kill between the two writes then repeats this epoch's end
                     self.save("best.pt")
+                self.save("last.pt")
         except _Preempted:
             return None
         finally:
+            self._release_workers()
             cleanup_distributed()
         if self.dist.is_main and val is not None:
             self._finish(val)
         return val
+
+    def _release_workers(self) -> None:
+        """Stop the persistent DataLoader workers now. Left to the cyclic garbage collector (in-process use,
+        tests), torch's shutdown waits ~5 s per worker for a stop signal that arrives late."""
+        for loader in (self.train_loader, self.val_loader):
+            it = getattr(loader, "_iterator", None)
+            if it is not None and hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+            if it is not None:
+                loader._iterator = None
 
     def _finish(self, val: dict) -> None:
         from utils.visualize import plot_training_curves

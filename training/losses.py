@@ -38,6 +38,9 @@ def confidence_fake_targets(pred_hm: torch.Tensor, gt_hm: torch.Tensor, epsilon:
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor | float, mask: torch.Tensor) -> torch.Tensor:
     """Per-joint binary cross-entropy on logits, averaged over joints where ``mask`` is 1. (B, J)."""
-    t = torch.as_tensor(targets, dtype=torch.float32, device=logits.device).expand_as(logits)
+    if torch.is_tensor(targets):
+        t = targets.to(logits.device, torch.float32).expand_as(logits)
+    else:  # filled on the device: a Python float copied from the host would be a CUDA sync
+        t = torch.full_like(logits, targets, dtype=torch.float32)
     loss = F.binary_cross_entropy_with_logits(logits.float(), t, reduction="none")
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)

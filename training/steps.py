@@ -86,7 +86,9 @@ def supervised_step(nets: Nets, opt_g: torch.optim.Optimizer, b: dict, ctx: Step
 
 def reference_in_heatmap_px(b: dict, input_res: int, output_res: int) -> torch.Tensor:
     """The metric's reference length (original px) in heatmap px of this crop: times the affine's scale."""
-    scale = torch.sqrt(torch.abs(torch.linalg.det(b["affine"][:, :, :2].double())))
+    a = b["affine"][:, :, :2].double()
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]  # 2x2 in closed form: no batched LU on the device
+    scale = torch.sqrt(torch.abs(det))
     return (b["ref_length"].double() * scale * output_res / input_res).float()
 
 

@@ -1,0 +1,47 @@
+"""Draw the training curves (losses and validation mean per epoch) of a run directory from its log.jsonl.
+
+    python plot_curves.py trainmodel/demo                  # writes trainmodel/demo/curves.png
+    python plot_curves.py trainmodel/demo --output c.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from utils.errors import UserInputError, exit_on_user_error
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> str:
+    """Parse flags, draw, print and return the PNG path."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", help="run directory holding log.jsonl")
+    p.add_argument("--output", default=None, help="PNG file to write (default: RUN_DIR/curves.png)")
+    args = p.parse_args(argv)
+    log = os.path.join(args.run_dir, "log.jsonl")
+    if not os.path.isfile(log):
+        raise UserInputError(f"no training log: {log} not found (is {args.run_dir} a run directory?)")
+    try:
+        from utils.visualize import plot_training_curves, read_log
+
+        records = [r for r in read_log(log) if r.get("kind", "epoch") == "epoch"]
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserInputError(f"{log} is not a JSON-lines training log") from None
+    if not records:
+        raise UserInputError(f"{log} has no epoch records yet (the first epoch has not finished)")
+    if args.output:
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise UserInputError(f"--output: directory not found: {folder}")
+    try:
+        path = plot_training_curves(args.run_dir, args.output)
+    except OSError as err:
+        raise UserInputError(f"--output: cannot write {args.output or args.run_dir} ({err.strerror or err})") from None
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

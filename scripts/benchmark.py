@@ -1,0 +1,389 @@
+"""Throughput of the input pipeline, the training steps and inference; prints a table, optionally writes JSON.
+
+    python scripts/benchmark.py --config config.cpu_small --batch_size 8 --json docs/bench-cpu.json
+    python scripts/benchmark.py --config config.newell8 --batch_size 32 --device cuda --json bench-h100.json
+    python scripts/benchmark.py --quick --config config.tiny          # smoke test, well under a minute on CPU
+
+Figures (images/s unless noted):
+  pipeline_images_per_s_per_worker  one DataLoader worker's work in this process (one torch and one OpenCV
+      thread, glibc tuned as in a worker): decode + augmentation warp + pose and occlusion targets + tensors,
+      on the real lspet-mini photos at --pipeline_res input / (res/4) targets whatever the model config;
+      also with the decoded-image cache (cache_images=True) and through a real 1-worker DataLoader.
+  train_images_per_s  the real steps of training/steps.py on synthetic random batches (warm-up, then timed
+      windows; best window), "plain" (fp32, NCHW, no compile, PyTorch's default optimiser kernels) and
+      "optimized" (channels_last, the config's autocast - bf16 on CUDA -, torch.compile on CUDA,
+      foreach/fused optimisers), measured in the same run.
+  inference_images_per_s  G's forward (last-stack heatmaps, no flip) for a batch and for a single image.
+  tflops_achieved / peak_fraction  FLOPs of one step (torch.utils.flop_counter) x optimized steps/s; the
+      peak is --peak_tflops or the dense bf16 peak of a known GPU (H100/H200: 989), else None.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import cv2  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from config import load_config, parse_overrides, preset_name  # noqa: E402
+from datasets import build_dataset  # noqa: E402
+from datasets.sampler import EpochSampler  # noqa: E402
+from training.data import worker_init  # noqa: E402
+from training.evaluation import predict_heatmaps  # noqa: E402
+from training.loop import RunSpec, build_nets  # noqa: E402
+from training.runtime import (  # noqa: E402
+    MALLOC_ENV,
+    autocast_dtype,
+    build_optimizer,
+    resolve_device,
+    seed_everything,
+    tune_malloc,
+)
+from training.steps import StepContext, adversarial_step, supervised_step, to_device  # noqa: E402
+from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
+
+# Dense bf16 tensor-core peaks (TFLOP/s) of GPUs the project is run on; matched against the device name.
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}
+NUM_JOINTS = 16  # MPII
+METHODS = ("supervised", "adversarial")
+MODES = ("plain", "optimized")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--config", default="config.default_config", help="preset of the timed models")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
+    p.add_argument("--batch_size", type=int, default=None, help="images per step (default: the config's)")
+    p.add_argument("--quick", action="store_true", help="few iterations: a smoke test, not a measurement")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps before timing (default 3; 2 quick)")
+    p.add_argument("--iters", type=int, default=None, help="steps per timed window (default 10; 2 quick)")
+    p.add_argument("--repeats", type=int, default=None, help="timed windows per figure, best kept (default 3)")
+    p.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "lspet-mini"),
+                   help="lspet-mini folder for the pipeline figure (synthetic images when absent)")
+    p.add_argument("--pipeline_res", type=int, default=256, help="input side of the pipeline figure (targets res/4)")
+    p.add_argument("--pipeline_samples", type=int, default=None, help="samples per pipeline figure (default 600)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: PyTorch's choice)")
+    p.add_argument("--peak_tflops", type=float, default=None, help="peak of the optimized precision, TFLOP/s")
+    p.add_argument("--no_compile", action="store_true", help="optimized runs without torch.compile on CUDA")
+    p.add_argument("--no_malloc_tuning", action="store_true",
+                   help="leave glibc's malloc as it is (the trainer and its workers tune it, see docs)")
+    p.add_argument("--methods", default=",".join(METHODS), help="training steps to time (comma-separated)")
+    p.add_argument("--skip_pipeline", action="store_true", help="only the model timings")
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    return p.parse_args(argv)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_rate(fn, count: int, device: torch.device, warmup: int, iters: int, repeats: int) -> float:
+    """Items/s of the fastest of ``repeats`` windows of ``iters`` calls of ``fn`` (``count`` items each)."""
+    for _ in range(warmup):
+        fn()
+    rates = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        _sync(device)
+        rates.append(iters * count / (time.perf_counter() - start))
+    return max(rates)
+
+
+# ---- input pipeline ------------------------------------------------------------------------------------
+def pipeline_dataset(data: str, res: int, cache: bool):
+    """lspet-mini train split with training augmentation at ``res`` input / ``res // 4`` targets."""
+    out = res // 4
+    cfg = load_config("default_config", {"input_res": res, "output_res": out, "sigma": 2.0 * out / 64,
+                                         "cache_images": cache, "synthetic_train_size": 256})
+    if os.path.isfile(os.path.join(data, "joints.mat")):
+        return build_dataset("lspet", data, "train", cfg, train=True), "lspet-mini"
+    return build_dataset("synthetic", None, "train", cfg, train=True), "synthetic (lspet-mini not found)"
+
+
+def measure_pipeline(args: argparse.Namespace, samples: int) -> dict:
+    """Samples/s of ``__getitem__`` as one worker runs it, without and with the image cache; and of a real
+    1-worker DataLoader (collate and the hand-over to the main process included)."""
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    result = {}
+    try:
+        for cache in (False, True):
+            ds, name = pipeline_dataset(args.data, args.pipeline_res, cache)
+            keys = [(i % len(ds), 1) for i in range(samples)]
+            for k in keys[:20]:
+                ds[k]
+            start = time.perf_counter()
+            for k in keys:
+                ds[k]
+            rate = samples / (time.perf_counter() - start)
+            result["pipeline_cached_images_per_s_per_worker" if cache else "pipeline_images_per_s_per_worker"] = rate
+            result["pipeline_dataset"] = name
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+    ds, _ = pipeline_dataset(args.data, args.pipeline_res, False)
+    batch = 8
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=EpochSampler(len(ds), shuffle=True),
+                                         num_workers=1, worker_init_fn=worker_init, prefetch_factor=4,
+                                         drop_last=True)
+    it = iter(loader)
+    for _ in range(3):  # worker start-up
+        next(it)
+    n = max(1, min(samples // batch, len(loader) - 3))
+    start = time.perf_counter()
+    for _ in range(n):
+        next(it)
+    result["pipeline_loader_images_per_s_1_worker"] = n * batch / (time.perf_counter() - start)
+    del it, loader
+    return result
+
+
+# ---- models ----------------------------------------------------------------------------------------------
+def synthetic_batch(batch: int, cfg, device: torch.device) -> dict:
+    """Random batch shaped like the DataLoader's (pinned on CUDA, as with pin_memory)."""
+    g = torch.Generator().manual_seed(0)
+    res, out = cfg.input_res, cfg.output_res
+    b = {
+        "image": torch.randn(batch, 3, res, res, generator=g),
+        "heatmaps": torch.rand(batch, NUM_JOINTS, out, out, generator=g),
+        "occlusion": torch.rand(batch, NUM_JOINTS, out, out, generator=g) * 0.1,
+        "annotated": torch.ones(batch, NUM_JOINTS),
+        "joints": torch.rand(batch, NUM_JOINTS, 2, generator=g) * res,
+        "affine": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64).expand(batch, 2, 3).clone(),
+        "ref_length": torch.full((batch,), res / 4.0, dtype=torch.float64),
+    }
+    if device.type == "cuda":
+        b = {k: v.pin_memory() for k, v in b.items()}
+    return b
+
+
+class Setup:
+    """Networks, optimisers and step context of one (method, mode), built as the Trainer builds them."""
+
+    def __init__(self, cfg, method: str, mode: str, device: torch.device, compile_on_cuda: bool):
+        optimized = mode == "optimized"
+        torch.manual_seed(0)
+        spec = RunSpec(method=method, dataset="synthetic", path=None, train_split="train", val_split="val",
+                       run_dir="", device=str(device))
+        self.nets, _ = build_nets(cfg, NUM_JOINTS, spec)
+        self.compiled = optimized and compile_on_cuda and device.type == "cuda"
+        for name in ("generator", "pose_disc", "conf_disc"):
+            net = getattr(self.nets, name)
+            if net is None:
+                continue
+            net = net.to(device)
+            if optimized:
+                net = net.to(memory_format=torch.channels_last)
+            setattr(self.nets, name, torch.compile(net) if self.compiled else net)
+        c = cfg
+        if optimized:  # exactly the trainer's optimisers (fused/foreach)
+            make = lambda name, params, lr, mom, wd: build_optimizer(name, params, lr, mom, wd, device)  # noqa: E731
+        else:  # PyTorch's defaults
+            make = lambda name, params, lr, mom, wd: getattr(torch.optim, name)(  # noqa: E731
+                params, lr=lr, weight_decay=wd, **({"momentum": mom} if name != "Adam" else {}))
+        self.opts = {"generator": make(c.optimizer, self.nets.generator.parameters(), c.lr, c.momentum,
+                                       c.weight_decay)}
+        for name in ("pose_disc", "conf_disc"):
+            if getattr(self.nets, name) is not None:
+                self.opts[name] = make("RMSprop", getattr(self.nets, name).parameters(), c.disc_lr, 0.0, 0.0)
+        dtype = autocast_dtype(cfg.amp, device) if optimized else None
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.ctx = StepContext(device, dtype, scaler, cfg.grad_clip, optimized)
+        self.method, self.cfg = method, cfg
+
+    def step(self, batch: dict) -> dict:
+        """One real training step, host->device copy included (as in the training loop)."""
+        b = to_device(batch, self.ctx)
+        if self.method == "supervised":
+            return supervised_step(self.nets, self.opts["generator"], b, self.ctx)
+        return adversarial_step(self.nets, self.opts, b, self.ctx, self.cfg, self.cfg.gen_iters,
+                                self.cfg.disc_iters)
+
+
+def step_flops(cfg, method: str, batch: dict) -> int:
+    """FLOPs of one training step (forward and backward of every network) as PyTorch's counter sees them,
+    traced on the meta device: shapes only, no arithmetic."""
+    meta = torch.device("meta")
+    setup = Setup(cfg, method, "plain", meta, False)
+    with FlopCounterMode(display=False) as counter:
+        setup.step({k: v.to(meta) for k, v in batch.items()})
+    return counter.get_total_flops()
+
+
+def measure_models(cfg, batch_size: int, device: torch.device, args: argparse.Namespace, timing: dict) -> dict:
+    """Training figures of both methods and modes (same run), inference figures, FLOPs."""
+    batch = synthetic_batch(batch_size, cfg, device)
+    train, flops = {}, {}
+    for method in args.methods.split(","):
+        flops[method] = step_flops(cfg, method, batch)
+        train[method] = {}
+        for mode in MODES:
+            setup = Setup(cfg, method, mode, device, not args.no_compile)
+            train[method][mode] = _best_rate(lambda s=setup: s.step(batch), batch_size, device, **timing)
+            stats = setup.step(batch)
+            if not all(torch.isfinite(v).all() for v in stats.values()):
+                raise RuntimeError(f"{method}/{mode}: non-finite loss in the benchmark step")
+            del setup
+    inference = {"batch": {}, "single": {}}
+    for mode in MODES:
+        setup = Setup(cfg, "supervised", mode, device, not args.no_compile)
+        g = setup.nets.generator.eval()
+        for name, n in (("batch", batch_size), ("single", 1)):
+            images = batch["image"][:n].to(device)
+            if mode == "optimized":
+                images = images.contiguous(memory_format=torch.channels_last)
+
+            def forward(g=g, images=images, dtype=setup.ctx.dtype):
+                with torch.no_grad():
+                    predict_heatmaps(g, images, None, device, dtype)
+
+            inference[name][mode] = _best_rate(forward, n, device, **timing)
+        del setup
+    return {"train_images_per_s": train, "inference_images_per_s": inference, "flops_per_step": flops}
+
+
+def device_name(device: torch.device) -> str:
+    """GPU name, or the CPU model name from /proc/cpuinfo."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_tflops(args: argparse.Namespace, device: torch.device, dtype: torch.dtype | None) -> float | None:
+    """--peak_tflops, else the table's bf16 peak when the optimized runs use bf16 on a known GPU."""
+    if args.peak_tflops is not None:
+        return args.peak_tflops
+    if device.type != "cuda" or dtype != torch.bfloat16:
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load averages: other processes on the machine skew CPU figures."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.1f}" if v >= 10 else f"{v:.3g}"
+
+
+def print_table(r: dict) -> None:
+    """Human-readable summary of the result record."""
+    print(f"\n{r['device']} ({r['device_name']}), torch {r['torch']}, config {r['config']}, "
+          f"batch {r['batch_size']}, input {r['input_res']}, {r['threads']} threads, "
+          f"malloc tuned: {r['malloc_tuned']}, load average {r['load_average_at_start']} at start")
+    rows = []
+    if "pipeline_images_per_s_per_worker" in r:
+        res = r["pipeline_res"]
+        rows += [(f"pipeline, 1 worker, {res} px ({r['pipeline_dataset']})", r["pipeline_images_per_s_per_worker"],
+                  None, None),
+                 ("pipeline, 1 worker, image cache on", r["pipeline_cached_images_per_s_per_worker"], None, None),
+                 ("pipeline, real DataLoader, 1 worker", r["pipeline_loader_images_per_s_1_worker"], None, None)]
+    for m in r["train_images_per_s"]:
+        t = r["train_images_per_s"][m]
+        rows.append((f"train {m}", t["plain"], t["optimized"], t["optimized"] / t["plain"]))
+    for k in ("batch", "single"):
+        t = r["inference_images_per_s"][k]
+        rows.append((f"inference, {'batch' if k == 'batch' else 'single image'}", t["plain"], t["optimized"],
+                     t["optimized"] / t["plain"]))
+    print(f"{'images/s':44s} {'plain':>10s} {'optimized':>10s} {'speed-up':>9s}")
+    for name, a, b, s in rows:
+        print(f"{name:44s} {_fmt(a):>10s} {_fmt(b):>10s} {(f'{s:.2f}x' if s else ''):>9s}")
+    for m in r["train_images_per_s"]:
+        frac = r["peak_fraction"][m]
+        print(f"{m}: {r['flops_per_image'][m] / 1e9:.1f} GFLOP/image, {_fmt(r['tflops_achieved'][m])} TFLOP/s "
+              f"optimized" + (f" = {100 * frac:.1f}% of {r['peak_tflops']} TFLOP/s peak" if frac else ""))
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict:
+    """Run every measurement; returns the result record (also printed, and written with --json)."""
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    cfg = load_config(preset_name(args.config), parse_overrides(args.set))
+    batch_size = args.batch_size or cfg.batch_size
+    if batch_size < 1:
+        raise UserInputError("--batch_size must be at least 1")
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        raise UserInputError(f"--methods: unknown {sorted(unknown)}; valid: {', '.join(METHODS)}")
+    tuned = False if args.no_malloc_tuning else tune_malloc()
+    env_set = all(k in os.environ for k in MALLOC_ENV)
+    if not tuned and not env_set and sys.platform.startswith("linux"):
+        print(f"hint: {' and '.join(MALLOC_ENV)} are unset and malloc is not tuned: on CPU, glibc hands out "
+              "fresh pages for every large buffer (10-15% of a 256 px training step, half the cached pipeline); "
+              "run with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 or without --no_malloc_tuning")
+    seed_everything(0, deterministic=False)  # also cudnn.benchmark on CUDA, as in training
+    timing = {"warmup": args.warmup if args.warmup is not None else (2 if args.quick else 3),
+              "iters": args.iters if args.iters is not None else (2 if args.quick else 10),
+              "repeats": args.repeats if args.repeats is not None else (1 if args.quick else 3)}
+    samples = args.pipeline_samples or (150 if args.quick else 600)
+
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "config": "config." + preset_name(args.config), "overrides": args.set, "batch_size": batch_size,
+        "input_res": cfg.input_res, "num_stacks": cfg.num_stacks, "channels": cfg.channels,
+        "optimized_dtype": str(autocast_dtype(cfg.amp, device) or torch.float32).removeprefix("torch."),
+        "compile": device.type == "cuda" and not args.no_compile,
+        "malloc_tuned": tuned, "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
+        "timing": {**timing, "statistic": "best window"}, "quick": args.quick,
+        "load_average_at_start": _load_average(),
+    }
+    if not args.skip_pipeline:
+        record["pipeline_res"] = args.pipeline_res
+        record.update(measure_pipeline(args, samples))
+    record.update(measure_models(cfg, batch_size, device, args, timing))
+    peak = peak_tflops(args, device, autocast_dtype(cfg.amp, device))
+    record["peak_tflops"] = peak
+    record["flops_per_image"] = {m: f / batch_size for m, f in record["flops_per_step"].items()}
+    record["tflops_achieved"] = {m: record["flops_per_image"][m] * record["train_images_per_s"][m]["optimized"] / 1e12
+                                 for m in record["flops_per_step"]}
+    record["peak_fraction"] = {m: (v / peak if peak else None) for m, v in record["tflops_achieved"].items()}
+    record["load_average_at_end"] = _load_average()
+    record["speedup"] = {m: record["train_images_per_s"][m]["optimized"] / record["train_images_per_s"][m]["plain"]
+                         for m in record["flops_per_step"]}
+    print_table(record)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
+        print(f"json: {args.json}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

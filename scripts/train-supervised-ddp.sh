@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Supervised stacked-hourglass baseline on MPII with DistributedDataParallel: torchrun starts one process
+# per GPU (NCCL; gloo when --device cpu). --batch_size is per process, so the global batch is
+# NGPU x NNODES x BATCH; the learning rate is not rescaled for you. Only rank 0 logs and writes checkpoints;
+# validation is sharded over the ranks and gathered, so it scores exactly what one process would.
+# Multi-node: run this on every node with NNODES, NODE_RANK (0..NNODES-1) and MASTER_ADDR (node 0) set.
+# Extra flags pass through, e.g.: bash scripts/train-supervised-ddp.sh --compile --set sync_bn=True
+set -euo pipefail
+cd "$(dirname "$0")/.."
+torchrun \
+  --nproc_per_node "${NGPU:-8}" \
+  --nnodes "${NNODES:-1}" \
+  --node_rank "${NODE_RANK:-0}" \
+  --master_addr "${MASTER_ADDR:-127.0.0.1}" \
+  --master_port "${MASTER_PORT:-29500}" \
+  train_supervised.py \
+  --dataset "${DATASET:-mpii}" \
+  --path "${DATA:-data/mpii}" \
+  --modelName "${NAME:-hg8-mpii-ddp}" \
+  --config "${CONFIG:-config.newell8}" \
+  --batch_size "${BATCH:-8}" \
+  --lr "${LR:-2.5e-4}" \
+  --epochs "${EPOCHS:-200}" \
+  --optimizer_type RMSprop \
+  --loss mse \
+  --print_every 100 \
+  --train_split train \
+  --device "${DEVICE:-cuda}" \
+  --workers "${WORKERS:-8}" \
+  --seed "${SEED:-0}" \
+  --set "sync_bn=${SYNC_BN:-False}" \
+  "$@"

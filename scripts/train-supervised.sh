@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Supervised stacked-hourglass baseline on MPII (Newell et al.'s 8-stack model; use config.default_config
+# for the paper's 4-stack 512-channel generator). Every flag is visible; edit or override with env vars.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 train_supervised.py \
+  --dataset "${DATASET:-mpii}" \
+  --path "${DATA:-data/mpii}" \
+  --modelName "${NAME:-hg8-mpii}" \
+  --config "${CONFIG:-config.newell8}" \
+  --batch_size "${BATCH:-8}" \
+  --lr "${LR:-2.5e-4}" \
+  --epochs "${EPOCHS:-200}" \
+  --optimizer_type RMSprop \
+  --loss mse \
+  --print_every 100 \
+  --train_split train \
+  --device "${DEVICE:-auto}" \
+  --workers "${WORKERS:-8}" \
+  --seed "${SEED:-0}"

@@ -1,0 +1,51 @@
+"""scripts/benchmark.py: the quick mode runs end to end on CPU and writes every figure to JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _positive_numbers(value, where: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _positive_numbers(v, f"{where}.{k}")
+    else:
+        assert isinstance(value, int | float) and value > 0, f"{where} = {value!r}"
+
+
+def test_quick_benchmark_writes_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"), "--quick", "--config", "config.tiny",
+           "--device", "cpu", "--threads", "1", "--pipeline_samples", "40", "--peak_tflops", "1.0",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    for key in ("pipeline_images_per_s_per_worker", "pipeline_cached_images_per_s_per_worker",
+                "pipeline_loader_images_per_s_1_worker", "train_images_per_s", "inference_images_per_s",
+                "tflops_achieved", "peak_fraction", "flops_per_step", "speedup", "batch_size", "peak_tflops"):
+        _positive_numbers(r[key], key)
+    for method in ("supervised", "adversarial"):
+        assert set(r["train_images_per_s"][method]) == {"plain", "optimized"}
+    assert set(r["inference_images_per_s"]) == {"batch", "single"}
+    assert r["pipeline_res"] == 256 and r["config"] == "config.tiny" and r["device"] == "cpu"
+    assert r["torch"] and r["device_name"] and r["optimized_dtype"] == "float32"  # CPU: fp32 unless asked
+    assert "train supervised" in proc.stdout  # the table
+
+
+def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    try:
+        import benchmark
+    finally:
+        sys.path.pop(0)
+    import torch
+
+    args = benchmark.parse_args([])
+    assert benchmark.peak_tflops(args, torch.device("cpu"), None) is None
+    assert benchmark.peak_tflops(benchmark.parse_args(["--peak_tflops", "50"]), torch.device("cpu"), None) == 50

@@ -1,0 +1,222 @@
+"""Bad input to the entry scripts ends in one line ``error: ...`` on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+import predict
+import test as test_entry
+import train_adversarial
+import train_supervised
+from config import load_config
+from models import build_generator
+from training.checkpoint import load_checkpoint
+from training.loop import RunSpec, Trainer, model_args
+from utils.errors import UserInputError, one_line
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def error_line(entry, args, capsys) -> str:
+    """Run an entry point's main; check exit code 2 and a single ``error:`` line (after any progress bar)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        entry.main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    last = re.split(r"[\r\n]+", err.strip())[-1]
+    assert last.startswith("error: "), err
+    return last
+
+
+def train(tmp_path, *extra):
+    return ["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path / "runs"), "--epochs", "1",
+            "--max_train_samples", "8", "--max_val_samples", "4", *extra]
+
+
+@pytest.fixture(scope="module")
+def run16(tmp_path_factory) -> str:
+    """Run directory with an (untrained) supervised synthetic checkpoint, 16 joints."""
+    run_dir = str(tmp_path_factory.mktemp("ckpt") / "run16")
+    spec = RunSpec(method="supervised", dataset="synthetic", path=None, train_split="train", val_split="val",
+                   run_dir=run_dir, device="cpu", max_train_samples=8, max_val_samples=4)
+    Trainer(load_config("tiny"), spec).save("last.pt")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def ckpt14(run16, tmp_path_factory) -> str:
+    """The same checkpoint with a 14-joint generator, still claiming the 16-joint synthetic dataset."""
+    ckpt = load_checkpoint(run16)
+    args = model_args(load_config("tiny"), 14)
+    ckpt.update(generator=build_generator(args).state_dict(), model_args=args, net_args={"generator": args})
+    path = str(tmp_path_factory.mktemp("ckpt") / "joints14.pt")
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture
+def afile(tmp_path) -> str:
+    """A directory path below a regular file: not creatable even by root."""
+    (tmp_path / "afile").write_text("x")
+    return str(tmp_path / "afile" / "sub")
+
+
+# ---- images ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lspet_bad(tmp_path_factory) -> str:
+    """LSPET layout, 17 images (16 train, 1 val): train image 3 missing, train image 5 not an image."""
+    root = tmp_path_factory.mktemp("lspet")
+    rng = np.random.default_rng(0)
+    joints = np.ones((14, 3, 17))
+    joints[:, :2] = rng.uniform(10, 54, (14, 2, 17))
+    scipy.io.savemat(root / "joints.mat", {"joints": joints})
+    (root / "images").mkdir()
+    for i in range(1, 18):
+        cv2.imwrite(str(root / "images" / f"im{i:05d}.jpg"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    os.unlink(root / "images" / "im00003.jpg")
+    (root / "images" / "im00005.jpg").write_bytes(b"this is not a jpeg")
+    return str(root)
+
+
+BAD_IMAGE = r"error: (image not found: \S+im00003\.jpg|cannot decode image: \S+im00005\.jpg)"
+
+
+def test_unreadable_training_image_names_the_file(tmp_path, capsys, lspet_bad):
+    line = error_line(train_supervised, train(tmp_path, "--dataset", "lspet", "--path", lspet_bad,
+                                              "--max_train_samples", "16"), capsys)
+    assert re.match(BAD_IMAGE, line), line
+
+
+def test_unreadable_image_in_a_dataloader_worker_is_one_line_too(tmp_path, lspet_bad):
+    """A fresh process, as users run it: the worker's error comes back without its traceback."""
+    cmd = [sys.executable, "train_supervised.py", *train(tmp_path, "--dataset", "lspet", "--path", lspet_bad,
+                                                         "--max_train_samples", "16", "--workers", "2")]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "Caught" not in out.stderr and out.stderr.count("error:") == 1
+    assert re.match(BAD_IMAGE, re.split(r"[\r\n]+", out.stderr.strip())[-1]), out.stderr
+
+
+def test_worker_error_message_is_reduced_to_the_original_line():
+    err = UserInputError("Caught UserInputError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+                         "call last):\n  File \"x.py\", line 1, in f\n    raise UserInputError(msg)\n"
+                         "utils.errors.UserInputError: image not found: /d/im1.jpg\n")
+    assert one_line(err) == "image not found: /d/im1.jpg"
+    assert one_line(UserInputError("plain: message")) == "plain: message"
+
+
+def test_skip_bad_images_counts_them_in_the_log_and_on_screen(tmp_path, capsys, lspet_bad):
+    train_supervised.main(train(tmp_path, "--dataset", "lspet", "--path", lspet_bad, "--max_train_samples", "16",
+                                "--skip_bad_images", "--modelName", "skip"))
+    with open(tmp_path / "runs" / "skip" / "log.jsonl") as f:
+        log = [json.loads(line) for line in f]
+    assert [(r["epoch"], r["skipped_images"]) for r in log] == [(0, 2)]
+    assert "skipped 2 unreadable images" in capsys.readouterr().out
+
+
+def test_predict_missing_or_undecodable_image(tmp_path, capsys, run16):
+    line = error_line(predict, ["--checkpoint", run16, "--image", str(tmp_path / "nope.png"),
+                                "--output", str(tmp_path / "o")], capsys)
+    assert "nope.png" in line and "not found" in line
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    line = error_line(predict, ["--checkpoint", run16, "--image", str(tmp_path / "bad.png"),
+                                "--output", str(tmp_path / "o")], capsys)
+    assert "cannot decode image" in line and "bad.png" in line
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+
+def test_checkpoint_with_another_joint_count(tmp_path, capsys, ckpt14):
+    line = error_line(test_entry, ["--checkpoint", ckpt14, "--dataset", "synthetic", "--output",
+                                   str(tmp_path / "t"), "--workers", "0"], capsys)
+    assert "14 joints" in line and "16" in line
+    line = error_line(predict, ["--checkpoint", ckpt14, "--image", "x.png", "--output", str(tmp_path / "p")],
+                      capsys)
+    assert "14 joints" in line and "16" in line
+    line = error_line(train_supervised, train(tmp_path, "--resume", ckpt14), capsys)
+    assert line.startswith("error: --resume") and "'num_joints': 14" in line and "'num_joints': 16" in line
+    line = error_line(train_adversarial, train(tmp_path, "--pretrained", ckpt14), capsys)
+    assert line.startswith("error: --pretrained") and "architecture differs" in line
+
+
+def test_resume_with_another_architecture_or_method(tmp_path, capsys, run16):
+    line = error_line(train_supervised, train(tmp_path, "--resume", run16, "--set", "channels=8"), capsys)
+    assert "generator architecture" in line and "'channels': 16" in line and "'channels': 8" in line
+    line = error_line(train_adversarial, train(tmp_path, "--resume", run16), capsys)
+    assert "supervised run" in line
+    line = error_line(train_supervised, train(tmp_path, "--resume", str(tmp_path)), capsys)
+    assert "checkpoint not found" in line
+
+
+def test_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    (tmp_path / "junk.pt").write_bytes(os.urandom(256))
+    for entry, args in [(test_entry, ["--dataset", "synthetic", "--output", str(tmp_path / "t")]),
+                        (predict, ["--image", "x.png"]), (train_supervised, train(tmp_path)[:4])]:
+        flag = "--resume" if entry is train_supervised else "--checkpoint"
+        assert "cannot load checkpoint" in error_line(entry, [flag, str(tmp_path / "junk.pt"), *args], capsys)
+
+
+# ---- flags -------------------------------------------------------------------------------------
+
+@NO_CUDA
+def test_cuda_device_without_cuda(tmp_path, capsys, run16):
+    for entry, args in [(train_supervised, train(tmp_path)),
+                        (test_entry, ["--checkpoint", run16, "--output", str(tmp_path / "t")]),
+                        (predict, ["--checkpoint", run16, "--image", "x.png", "--output", str(tmp_path / "p")])]:
+        line = error_line(entry, [*args, "--device", "cuda"], capsys)
+        assert "CUDA is not available" in line
+
+
+def test_unknown_set_key_lists_close_valid_keys(tmp_path, capsys):
+    line = error_line(train_supervised, train(tmp_path, "--set", "chanels=8"), capsys)
+    assert "unknown config key 'chanels'" in line and "channels" in line
+
+
+def test_unknown_dataset(tmp_path, capsys):
+    for entry, args in [(train_supervised, train(tmp_path)), (test_entry, ["--predictions", "p.h5", "--output",
+                                                                           str(tmp_path / "t")])]:
+        line = error_line(entry, [*args, "--dataset", "coco"], capsys)
+        assert "unknown dataset 'coco'" in line and "synthetic" in line
+
+
+def test_output_directory_not_writable(tmp_path, capsys, afile, run16):
+    line = error_line(train_supervised, [*train(tmp_path), "--save_root", afile], capsys)
+    assert "cannot write" in line and afile in line
+    line = error_line(test_entry, ["--checkpoint", run16, "--output", afile], capsys)
+    assert line.startswith("error: --output") and afile in line
+    line = error_line(predict, ["--checkpoint", run16, "--image", "x.png", "--output", afile], capsys)
+    assert line.startswith("error: --output") and afile in line
+
+
+def test_tensorboard_flag_without_the_package(tmp_path, capsys):
+    try:
+        import tensorboard  # noqa: F401
+
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    line = error_line(train_supervised, train(tmp_path, "--tensorboard"), capsys)
+    assert "--tensorboard" in line and "not installed" in line and "pip install tensorboard" in line

@@ -1,0 +1,231 @@
+"""Crash safety: exact mid-epoch resume, SIGKILL at random moments, non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import train_supervised
+from config import load_config
+from datasets.sampler import EpochSampler
+from datasets.synthetic import SyntheticDataset
+from training.checkpoint import load_checkpoint
+from training.cli import run_spec, training_parser
+from training.loop import RunSpec, Trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIME_KEYS = {"seconds", "images_per_s"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: identical kernels in every run, and no spinning threads on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(False)
+
+
+def _cfg(**extra):
+    return load_config("tiny", {"deterministic": True, "epochs": 2, "checkpoint_every": 3, **extra})
+
+
+def _spec(run_dir, method="supervised", **extra) -> RunSpec:
+    return RunSpec(method=method, dataset="synthetic", path=None, train_split="train", val_split="val",
+                   run_dir=str(run_dir), device="cpu", max_train_samples=16, max_val_samples=4, **extra)
+
+
+def _log(run_dir) -> list[dict]:
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _assert_same_weights(a_dir, b_dir, nets):
+    a, b = load_checkpoint(str(a_dir / "last.pt")), load_checkpoint(str(b_dir / "last.pt"))
+    for net in nets:
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+    assert a["state"]["iteration"] == b["state"]["iteration"]
+
+
+def _assert_same_log(a_dir, b_dir, epochs):
+    a, b = _log(a_dir), _log(b_dir)
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == list(range(epochs))
+    for ra, rb in zip(a, b, strict=True):
+        assert {k: v for k, v in ra.items() if k not in TIME_KEYS} == {k: v for k, v in rb.items()
+                                                                        if k not in TIME_KEYS}
+
+
+@pytest.mark.parametrize(("method", "stop"), [("supervised", 7), ("adversarial", 6), ("adversarial", 3)])
+def test_interrupted_mid_epoch_run_resumes_bit_identically(tmp_path, method, stop):
+    """4 steps per epoch, last.pt every 3 steps: stop after 7 (resume from step 2 of epoch 1 and redo
+    step 7), after 6 (resume from step 2 of epoch 1) or after 3 (resume from step 3 of epoch 0).
+    DataLoader workers are covered by the SIGKILL test, in a fresh process as in real use."""
+    cfg = _cfg()
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    Trainer(cfg, _spec(ref, method)).fit()
+    assert Trainer(cfg, _spec(cut, method, stop_after_iterations=stop)).fit() is None
+    state = load_checkpoint(str(cut))["state"]
+    assert 0 < state["epoch_step"] < 4 and state["iteration"] == stop // 3 * 3
+    Trainer(cfg, _spec(cut, method, resume=str(cut))).fit()
+    nets = ["generator"] + (["pose_disc", "conf_disc"] if method == "adversarial" else [])
+    ckpt = load_checkpoint(str(cut))
+    assert set(nets) | {"optimizers", "schedulers", "scaler", "rng", "state", "config", "dataset"} <= set(ckpt)
+    assert set(ckpt["optimizers"]) == set(ckpt["schedulers"]) == set(nets)
+    assert {"python", "numpy", "torch"} <= set(ckpt["rng"]) and ckpt["config"]["deterministic"] is True
+    assert {"epoch", "iteration", "best_metric"} <= set(ckpt["state"])
+    _assert_same_weights(ref, cut, nets)
+    _assert_same_log(ref, cut, cfg.epochs)
+
+
+def test_resume_takes_run_folder_and_data_flags_from_the_checkpoint(tmp_path):
+    run_dir = tmp_path / "elsewhere"
+    spec = _spec(run_dir)
+    spec.max_val_samples = 3
+    Trainer(_cfg(), spec).save("last.pt")
+    for resume in (str(run_dir), str(run_dir / "last.pt")):
+        got = run_spec(training_parser("").parse_args(["--resume", resume]), "supervised")
+        assert (got.run_dir, got.dataset, got.max_train_samples, got.max_val_samples) == (
+            str(run_dir), "synthetic", 16, 3)
+    got = run_spec(training_parser("").parse_args(["--resume", str(run_dir / "last.pt"), "--modelName", "new",
+                                                   "--max_val_samples", "5"]), "supervised")
+    assert (got.run_dir, got.max_val_samples) == (os.path.join("trainmodel", "new"), 5)
+
+
+def _train_cmd(save_root, *extra):
+    return [sys.executable, "train_supervised.py", "--config", "config.tiny", "--device", "cpu", "--workers", "2",
+            "--save_root", str(save_root), "--modelName", "kill", "--epochs", "3", "--max_train_samples", "16",
+            "--max_val_samples", "4", "--set", "checkpoint_every=1", "--set", "deterministic=True", *extra]
+
+
+def _temp_files(run_dir) -> set[str]:
+    try:
+        return {n for n in os.listdir(run_dir) if n.startswith(".tmp-")}
+    except FileNotFoundError:
+        return set()
+
+
+def test_sigkill_at_random_moments_then_resume_finishes_a_complete_run(tmp_path):
+    """Kill -9 (2 DataLoader workers) mid-epoch and while a checkpoint is being written, resume each time;
+    the result equals a run without kills and without workers, bit for bit."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    run_dir = tmp_path / "kill"
+    rng = random.Random(0)
+    kills = ["mid-epoch", "during-write", "mid-epoch", "during-write"]
+    for how in kills:
+        resume = ["--resume", str(run_dir)] if (run_dir / "last.pt").exists() else []
+        stale = _temp_files(run_dir)
+        # output to a file: orphaned workers of a killed run keep a pipe open until they notice (<= 5 s)
+        err_file = tmp_path / "stderr.txt"
+        with open(err_file, "w") as err_out:
+            proc = subprocess.Popen(_train_cmd(tmp_path, *resume), cwd=REPO, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=err_out)
+        deadline = time.monotonic() + 30
+        if how == "mid-epoch":  # some random time after the run has written a checkpoint of its own
+            before = os.path.getmtime(run_dir / "last.pt") if resume else 0.0
+            while proc.poll() is None and time.monotonic() < deadline and not (
+                    (run_dir / "last.pt").exists() and os.path.getmtime(run_dir / "last.pt") > before):
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.6))
+        else:  # the moment a new temporary checkpoint file appears, i.e. inside save_checkpoint
+            while proc.poll() is None and time.monotonic() < deadline and not (_temp_files(run_dir) - stale):
+                time.sleep(0.0005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode in (-signal.SIGKILL, 0), err_file.read_text()
+        if proc.returncode == 0:
+            break
+    done = subprocess.run(_train_cmd(tmp_path, "--resume", str(run_dir)), cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [r["epoch"] for r in _log(run_dir)] == [0, 1, 2]
+    assert load_checkpoint(str(run_dir / "last.pt"))["state"]["epoch"] == 3
+    assert load_checkpoint(str(run_dir / "best.pt"))["state"]["epoch"] >= 1
+    assert not _temp_files(run_dir), "a killed write's temporary file was left behind"
+    # the same run without kills, in this process, ends with the same weights
+    cfg = load_config("tiny", {"deterministic": True, "epochs": 3, "checkpoint_every": 1})
+    Trainer(cfg, _spec(tmp_path / "ref")).fit()
+    _assert_same_weights(tmp_path / "ref", run_dir, ["generator"])
+
+
+# ---- non-finite losses ------------------------------------------------------------------------
+
+POISONED = 5  # sample index whose image becomes NaN in epoch 1
+
+
+@pytest.fixture
+def poisoned_sample(monkeypatch):
+    """Sample POISONED of the synthetic train set gets a NaN image in epoch 1 (epoch 0 trains cleanly)."""
+    original = SyntheticDataset.__getitem__
+
+    def getitem(self, key):
+        sample = original(self, key)
+        if self.split == "train" and key == (POISONED, 1):
+            sample["image"][:] = float("nan")
+        return sample
+
+    monkeypatch.setattr(SyntheticDataset, "__getitem__", getitem)
+    sampler = EpochSampler(8, shuffle=True, seed=0, drop_last=True)
+    sampler.set_epoch(1)
+    order = [i for i, _ in sampler]
+    return 2 + order.index(POISONED) // 4  # steps done before the poisoned batch (2 steps per epoch)
+
+
+def _main(tmp_path, *extra):
+    return train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path),
+                                  "--modelName", "nan", "--max_train_samples", "8", "--max_val_samples", "4",
+                                  "--epochs", "2", "--set", "checkpoint_every=1", *extra])
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = re.split(r"[\r\n]+", err.strip())[-1]
+    assert last.startswith("error: ") and err.count("error:") == 1
+    return last
+
+
+def test_nan_loss_stops_with_one_line_naming_iteration_and_term_and_keeps_last_good_checkpoint(
+        tmp_path, capsys, poisoned_sample):
+    with pytest.raises(SystemExit) as exc:
+        _main(tmp_path)
+    assert exc.value.code == 2
+    line = _error_line(capsys)
+    assert f"non-finite loss_mse at iteration {poisoned_sample} (epoch 1)" in line
+    assert "last.pt" in line
+    ckpt = load_checkpoint(str(tmp_path / "nan"))
+    assert ckpt["state"]["iteration"] == poisoned_sample and ckpt["state"]["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in ckpt["generator"].values())
+    assert [r["epoch"] for r in _log(tmp_path / "nan")] == [0]
+
+
+def test_skip_nonfinite_skips_and_counts_the_batch(tmp_path, capsys, poisoned_sample):
+    _main(tmp_path, "--skip_nonfinite")
+    log = _log(tmp_path / "nan")
+    assert [(r["epoch"], r["skipped_batches"]) for r in log] == [(0, 0), (1, 1)]
+    assert np.isfinite(log[1]["loss_mse"])
+    assert "skipped 1 non-finite batches" in capsys.readouterr().out
+    ckpt = load_checkpoint(str(tmp_path / "nan"))
+    assert all(torch.isfinite(t).all() for t in ckpt["generator"].values())
+
+
+def test_exploding_lr_stops_cleanly_without_saving_nonfinite_weights(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _main(tmp_path, "--set", "lr=1e30", "--epochs", "1")
+    assert exc.value.code == 2
+    assert re.search(r"non-finite \S+ (weights \(\S+\) after|at) iteration \d+", _error_line(capsys))
+    if (tmp_path / "nan" / "last.pt").exists():
+        ckpt = load_checkpoint(str(tmp_path / "nan"))
+        assert all(torch.isfinite(t).all() for t in ckpt["generator"].values())

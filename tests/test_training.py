@@ -1,0 +1,110 @@
+"""Supervised baseline end to end: presets, one step, a tiny run + test.py, resume, CPU loading."""
+
+import json
+
+import pytest
+import torch
+
+import test as test_entry
+import train_supervised
+from config import PRESETS, load_config
+from models import build_generator
+from training.checkpoint import load_checkpoint
+from training.loop import model_args
+from training.steps import Nets, StepContext, supervised_step
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_builds_and_has_the_right_output_shapes(preset):
+    cfg = load_config(preset)
+    g = build_generator(model_args(cfg, 16)).eval()
+    res = cfg.input_res if cfg.channels <= 256 else 64  # the 512-channel paper G: check shapes on a small input
+    with torch.no_grad():
+        out = g(torch.zeros(1, 3, res, res))
+    side = res // 4
+    assert len(out["pose"]) == cfg.num_stacks
+    assert all(p.shape == (1, 16, side, side) for p in out["pose"])
+    assert (out["occlusion"] is not None) == cfg.predict_occlusion
+    assert cfg.output_res == cfg.input_res // 4
+
+
+def test_paper_and_newell_presets_match_their_papers():
+    paper, newell = load_config("default_config"), load_config("newell8")
+    assert (paper.num_stacks, paper.channels, paper.input_res, paper.output_res) == (4, 512, 256, 64)
+    assert (paper.rotation, paper.scale_min, paper.scale_max, paper.flip) == (30.0, 0.75, 1.25, True)
+    assert (paper.optimizer, paper.lr) == ("RMSprop", 2.5e-4)
+    assert paper.alpha == pytest.approx(1 / 220) and paper.beta == pytest.approx(1 / 180)
+    assert (newell.num_stacks, newell.channels) == (8, 256)
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    g = build_generator(model_args(cfg, 16))
+    opt = torch.optim.Adam(g.parameters(), lr=1e-3)
+    ctx = StepContext(torch.device("cpu"), None, torch.amp.GradScaler("cpu", enabled=False), 0.0, False)
+    hm = torch.zeros(4, 16, 16, 16)
+    hm[:, :, 8, 8] = 1.0
+    batch = {"image": torch.randn(4, 3, 64, 64), "heatmaps": hm, "occlusion": torch.zeros_like(hm),
+             "annotated": torch.ones(4, 16)}
+    first = supervised_step(Nets(g), opt, batch, ctx)["loss_mse"]
+    for _ in range(3):
+        last = supervised_step(Nets(g), opt, batch, ctx)["loss_mse"]
+    assert last < first
+
+
+def _train(tmp_path, *extra):
+    return train_supervised.main(["--config", "config.tiny", "--dataset", "synthetic", "--device", "cpu",
+                                  "--save_root", str(tmp_path), "--modelName", "run", *extra])
+
+
+def test_tiny_run_then_test_py_writes_checkpoints_log_and_metrics(tmp_path):
+    val = _train(tmp_path)
+    run = tmp_path / "run"
+    assert {"last.pt", "best.pt", "log.jsonl", "config.json", "curves.png"} <= {p.name for p in run.iterdir()}
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0]
+    assert {"loss_mse", "val_mean", "lr", "images_per_s"} <= set(log[0])
+    assert log[0]["val_mean"] == pytest.approx(val["mean"])
+    saved_cfg = json.loads((run / "config.json").read_text())
+    assert saved_cfg["num_stacks"] == 2 and saved_cfg["input_res"] == 64
+
+    out = tmp_path / "test"
+    result = test_entry.main(["--checkpoint", str(run / "best.pt"), "--dataset", "synthetic", "--output", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metric"] == "PCKh@0.5" and metrics["mean"] == pytest.approx(result["mean"])
+    assert metrics["mean"] == pytest.approx(val["mean"])  # same model, same split, same flip test
+    assert (out / "predictions.h5").exists() and any((out / "pictures").iterdir())
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path):
+    _train(tmp_path)
+    ckpt = load_checkpoint(str(tmp_path / "run"))
+    assert ckpt["state"]["epoch"] == 1
+    _train(tmp_path, "--resume", str(tmp_path / "run"), "--epochs", "3")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2]
+    assert load_checkpoint(str(tmp_path / "run" / "last.pt"))["state"]["epoch"] == 3
+
+
+def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path):
+    """Tag every storage as cuda:0 while saving (as a GPU run would), then load on this CPU-only machine."""
+    cfg = load_config("tiny")
+    g = build_generator(model_args(cfg, 16))
+    ckpt = {"generator": g.state_dict(), "model_args": model_args(cfg, 16), "config": cfg.to_dict()}
+
+    def as_cuda(obj):
+        return "cuda:0" if getattr(obj, "device", None) is not None and obj.device.type == "cpu" else None
+
+    registry = torch.serialization._package_registry
+    registry.insert(0, (-1, as_cuda, lambda obj, loc: None))
+    try:
+        torch.save(ckpt, tmp_path / "gpu.pt")
+    finally:
+        registry[:] = [entry for entry in registry if entry[1] is not as_cuda]
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "gpu.pt", weights_only=False)
+    loaded = load_checkpoint(str(tmp_path / "gpu.pt"))
+    assert all(t.device.type == "cpu" for t in loaded["generator"].values())
+    torch.testing.assert_close(loaded["generator"], g.state_dict())
