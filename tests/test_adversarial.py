@@ -25,14 +25,6 @@ from training.steps import Nets, StepContext, adversarial_step, adversarial_targ
 J = 16  # joints of the synthetic dataset (MPII layout)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions on a loaded 2-core machine: two OpenMP threads spin against each other and a step
-    takes seconds instead of ~0.2 s, so run this module single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _spec(tmp_path=None, **kw) -> RunSpec:

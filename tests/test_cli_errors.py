@@ -28,13 +28,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def error_line(entry, args, capsys) -> str:
     """Run an entry point's main; check exit code 2 and a single ``error:`` line (after any progress bar)."""

@@ -8,7 +8,6 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-import torch
 
 import plot_curves
 import predict
@@ -17,14 +16,6 @@ import train_supervised
 from datasets import build_dataset
 from datasets.skeleton import MPII
 from training.predictor import Predictor, box_from_xywh
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
