@@ -282,10 +282,8 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------
     def _step(self, batch: dict) -> dict[str, torch.Tensor]:
         b = to_device(batch, self.ctx)
-        if self.spec.method == "supervised":
-            return supervised_step(self.nets, self.optims["generator"], b, self.ctx)
-        warm = self.state.epoch < self.cfg.adversarial_warmup_epochs
-        if warm:
+        warming_up = self.state.epoch < self.cfg.adversarial_warmup_epochs
+        if self.spec.method == "supervised" or warming_up:
             return supervised_step(self.nets, self.optims["generator"], b, self.ctx)
         return adversarial_step(self.nets, self.optims, b, self.ctx, self.cfg, self.cfg.gen_iters,
                                 self.cfg.disc_iters)
@@ -400,8 +398,6 @@ class Trainer:
     def _finish(self, val: dict) -> None:
         from utils.visualize import plot_training_curves
 
-        with open(os.path.join(self.spec.run_dir, "config.json"), "w") as f:
-            json.dump(self.cfg.to_dict(), f, indent=2)
         curves = plot_training_curves(self.spec.run_dir)
         self._say(f"done: best val mean {self.state.best_metric:.2f} | {self.spec.run_dir}/best.pt | {curves}")
 
@@ -413,8 +409,7 @@ class _Preempted(Exception):
 def run(cfg: Config, spec: RunSpec) -> dict | None:
     """Build a Trainer and fit it."""
     trainer = Trainer(cfg, spec)
-    if trainer.dist.is_main:
-        os.makedirs(spec.run_dir, exist_ok=True)
+    if trainer.dist.is_main:  # the run directory exists: Trainer checked it is writable
         with open(os.path.join(spec.run_dir, "config.json"), "w") as f:
             json.dump(cfg.to_dict(), f, indent=2)
     return trainer.fit()
