@@ -54,6 +54,7 @@ CONFIG = {
     "lr_gamma": 0.1,  # step-schedule factor
     "epochs": 200,  # training epochs
     "batch_size": 8,  # images per step (paper's G: batch limited by a 12 GB GPU)
+    "heatmap_fg_weight": 0.0,  # squared errors weighted by 1 + w * target heatmap (paper: 0, plain MSE)
     "grad_clip": 0.0,  # max global grad norm; 0 disables
     # --- runtime -------------------------------------------------------------------------
     "workers": 2,  # DataLoader worker processes
@@ -61,6 +62,7 @@ CONFIG = {
     "channels_last": True,  # NHWC activations (faster convolutions on CPU and tensor cores)
     "compile": False,  # torch.compile the models
     "flip_test": True,  # average predictions with those of the mirrored image at test time
+    "snapshot_epochs": (),  # keep epoch_<N>.pt after N completed epochs, e.g. the supervised G to start P-GAN from
     "checkpoint_every": 0,  # also save last.pt every N iterations inside an epoch; 0 = only at epoch end
     "print_every": 50,  # iterations between text log lines (and loss read-backs)
     "seed": 0,  # random seed of the run

@@ -11,6 +11,7 @@ from config import PRESETS, load_config
 from models import build_generator
 from training.checkpoint import load_checkpoint
 from training.loop import model_args
+from training.losses import heatmap_mse
 from training.steps import Nets, StepContext, supervised_step
 
 
@@ -53,6 +54,19 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch():
     assert last < first
 
 
+def test_heatmap_mse_masks_joints_and_weights_foreground_pixels():
+    target = torch.zeros(1, 2, 4, 4)
+    target[0, :, 1, 1] = 1.0
+    zero = [torch.zeros_like(target)]
+    one_mask = torch.tensor([[1.0, 0.0]])  # the second joint is unlabelled: ignored
+    assert heatmap_mse(zero, target, one_mask).item() == pytest.approx(1 / 16)
+    assert heatmap_mse(zero * 2, target, one_mask).item() == pytest.approx(2 / 16)  # summed over stacks
+    # a foreground pixel (target 1) weighs 1 + w, a background pixel (target 0) stays at 1
+    assert heatmap_mse(zero, target, one_mask, fg_weight=9.0).item() == pytest.approx(10 / 16)
+    off = [target.roll(1, dims=-1)]  # 1 on a background pixel, 0 on the foreground one
+    assert heatmap_mse(off, target, one_mask, fg_weight=9.0).item() == pytest.approx((10 + 1) / 16)
+
+
 def _train(tmp_path, *extra):
     return train_supervised.main(["--config", "config.tiny", "--dataset", "synthetic", "--device", "cpu",
                                   "--save_root", str(tmp_path), "--modelName", "run", *extra])
@@ -77,14 +91,16 @@ def test_tiny_run_then_test_py_writes_checkpoints_log_and_metrics(tmp_path):
     assert (out / "predictions.h5").exists() and any((out / "pictures").iterdir())
 
 
-def test_resume_continues_from_the_saved_epoch(tmp_path):
-    _train(tmp_path)
+def test_resume_continues_from_the_saved_epoch_and_keeps_snapshots(tmp_path):
+    _train(tmp_path, "--set", "snapshot_epochs=[2]")
     ckpt = load_checkpoint(str(tmp_path / "run"))
     assert ckpt["state"]["epoch"] == 1
     _train(tmp_path, "--resume", str(tmp_path / "run"), "--epochs", "3")
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0, 1, 2]
     assert load_checkpoint(str(tmp_path / "run" / "last.pt"))["state"]["epoch"] == 3
+    assert sorted(p.name for p in (tmp_path / "run").glob("epoch_*.pt")) == ["epoch_2.pt"]
+    assert load_checkpoint(str(tmp_path / "run" / "epoch_2.pt"))["state"]["epoch"] == 2
 
 
 def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path):

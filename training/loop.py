@@ -1,8 +1,9 @@
 """The training loop both entry scripts share: build -> (resume) -> epochs of steps -> validate -> save.
 
 Checkpoints (``run_dir/last.pt`` every epoch and every ``checkpoint_every`` iterations, ``best.pt`` on
-a new best validation mean) hold everything needed to continue bit-exactly: networks, optimisers,
-schedulers, AMP scaler, RNG states, position in the epoch, partial epoch statistics, config.
+a new best validation mean, ``epoch_<N>.pt`` after each of ``snapshot_epochs``) hold everything needed to
+continue bit-exactly: networks, optimisers, schedulers, AMP scaler, RNG states, position in the epoch,
+partial epoch statistics, config.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class Trainer:
                            for k, o in self.optims.items()}
         dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
-        self.ctx = StepContext(self.device, dtype, self.scaler, cfg.grad_clip, cfg.channels_last, spec.skip_nonfinite)
+        self.ctx = StepContext(self.device, dtype, self.scaler, cfg.grad_clip, cfg.channels_last, spec.skip_nonfinite,
+                               cfg.heatmap_fg_weight)
         if self.dist.is_main:
             remove_stale_temp_files(spec.run_dir)  # left by a checkpoint write that was killed
         if spec.resume:
@@ -375,6 +377,8 @@ class Trainer:
                 st.skipped_batches = st.skipped_images = 0
                 if improved:  # best.pt first: a kill between the two writes then repeats this epoch's end
                     self.save("best.pt")
+                if st.epoch in cfg.snapshot_epochs:  # st.epoch now counts completed epochs
+                    self.save(f"epoch_{st.epoch}.pt")
                 self.save("last.pt")
         except _Preempted:
             return None

@@ -37,6 +37,7 @@ class StepContext:
     grad_clip: float
     channels_last: bool
     skip_nonfinite: bool = False  # check each loss on the host and skip updates with NaN/inf (one sync each)
+    fg_weight: float = 0.0  # heatmap_fg_weight of the config (0 = the paper's plain MSE)
     skipped_updates: int = 0
 
 
@@ -67,11 +68,11 @@ def to_device(batch: dict, ctx: StepContext) -> dict:
     return out
 
 
-def generator_mse(out: dict, b: dict) -> torch.Tensor:
+def generator_mse(out: dict, b: dict, fg_weight: float = 0.0) -> torch.Tensor:
     """Intermediate supervision on every stack: pose heatmaps, plus occlusion heatmaps when predicted."""
-    loss = heatmap_mse(out["pose"], b["heatmaps"], b["annotated"])
+    loss = heatmap_mse(out["pose"], b["heatmaps"], b["annotated"], fg_weight)
     if out["occlusion"] is not None:
-        loss = loss + heatmap_mse(out["occlusion"], b["occlusion"], b["annotated"])
+        loss = loss + heatmap_mse(out["occlusion"], b["occlusion"], b["annotated"], fg_weight)
     return loss
 
 
@@ -79,7 +80,7 @@ def supervised_step(nets: Nets, opt_g: torch.optim.Optimizer, b: dict, ctx: Step
     """Plain stacked-hourglass training: G minimises the heatmap MSE."""
     with autocast(ctx.device, ctx.dtype):
         out = nets.generator(b["image"])
-    loss = generator_mse(out, b)
+    loss = generator_mse(out, b, ctx.fg_weight)
     _update(loss, nets.generator.parameters(), opt_g, ctx)
     return {"loss_mse": loss.detach()}
 
@@ -156,7 +157,7 @@ def adversarial_step(nets: Nets, opts: dict[str, torch.optim.Optimizer], b: dict
         if it > 0:
             with autocast(ctx.device, ctx.dtype):
                 out = g(b["image"])
-        loss_mse = generator_mse(out, b)
+        loss_mse = generator_mse(out, b, ctx.fg_weight)
         loss = loss_mse
         pose, occ = out["pose"][-1], out["occlusion"][-1] if out["occlusion"] is not None else None
         with autocast(ctx.device, ctx.dtype):
