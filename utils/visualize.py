@@ -101,3 +101,25 @@ def plot_training_curves(run_dir: str, path: str | None = None) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_validation_curves(runs: list[tuple[str, str, int]], path: str, metric: str) -> str:
+    """Validation mean per epoch of several runs on one axis; ``runs`` = (label, run_dir, first epoch).
+
+    The first epoch shifts a run that continues another (an adversarial G started from a supervised
+    snapshot) so every curve's x axis counts the epochs G was trained in all.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, run_dir, start in runs:
+        records = [r for r in read_log(os.path.join(run_dir, "log.jsonl")) if r.get("kind", "epoch") == "epoch"]
+        ax.plot([start + r["epoch"] + 1 for r in records], [r.get("val_mean", np.nan) for r in records],
+                marker=".", label=label)
+    ax.set_xlabel("epochs of G")
+    ax.set_ylabel(f"val {metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,73 @@
+"""Turn tested runs into result records and a summary table (used by scripts/reproduce-*.sh).
+
+    python collect_results.py record --metrics outputs/x/metrics.json --run_dir trainmodel/x \\
+        --method supervised --seed 0 --epochs 24 --wall_seconds 1234 --output results/lspet-mini/x.json
+    python collect_results.py summary results/lspet-mini   # prints it; writes summary.md and curves.png there
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from utils.errors import UserInputError, exit_on_user_error
+
+
+def _writable(path: str, flag: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserInputError(f"{flag}: directory not found: {folder}")
+    return path
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> str:
+    """Parse flags; write a record or a summary; returns what was written."""
+    from training.results import load_records, run_record, summary_table
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="one tested run -> one JSON record")
+    rec.add_argument("--metrics", required=True, help="metrics.json written by test.py")
+    rec.add_argument("--run_dir", required=True, help="training run directory (its config.json is stored)")
+    rec.add_argument("--method", required=True, help="label, e.g. supervised or adversarial")
+    rec.add_argument("--seed", type=int, required=True)
+    rec.add_argument("--epochs", type=int, required=True, help="epochs G was trained in all")
+    rec.add_argument("--wall_seconds", type=float, required=True, help="wall time of training plus testing")
+    rec.add_argument("--info", action="append", default=[], metavar="KEY=VALUE", help="extra field to store")
+    rec.add_argument("--output", required=True, help="record file to write (.json)")
+    summ = sub.add_parser("summary", help="all records of a folder -> FOLDER/summary.md and FOLDER/curves.png")
+    summ.add_argument("folder")
+    args = p.parse_args(argv)
+
+    if args.command == "record":
+        extra = {}
+        for pair in args.info:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise UserInputError(f"--info: expected KEY=VALUE, got '{pair}'")
+            extra[key] = value
+        record = run_record(args.metrics, args.run_dir, args.method, args.seed, args.epochs, args.wall_seconds,
+                            **extra)
+        with open(_writable(args.output, "--output"), "w") as f:
+            json.dump(record, f, indent=1)
+        print(f"{args.output}: {record['method']} seed {record['seed']} {record['metric']} {record['mean']:.2f}")
+        return args.output
+    records = load_records(args.folder)
+    table = summary_table(records)
+    path = os.path.join(args.folder, "summary.md")
+    with open(path, "w") as f:
+        f.write(table)
+    print(table, end="")
+    curves = [(f"{r['method']} seed {r['seed']}", r["run_dir"], int(r.get("start_epoch", 0))) for r in records
+              if os.path.isfile(os.path.join(r["run_dir"], "log.jsonl"))]
+    if curves:
+        from utils.visualize import plot_validation_curves
+
+        print(plot_validation_curves(curves, os.path.join(args.folder, "curves.png"), records[0]["metric"]))
+    return path
+
+
+if __name__ == "__main__":
+    main()

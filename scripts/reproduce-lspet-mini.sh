@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Supervised vs adversarial on the real lspet-mini photos, end to end, for several seeds (issue: results).
+#   supervised:  config.cpu_small, EPOCHS epochs (lr x0.1 after DROP epochs), snapshot kept at EPOCHS/2
+#   adversarial: G from that seed's EPOCHS/2 snapshot, then EPOCHS/2 epochs of Algorithm 1: both see EPOCHS
+# Every final checkpoint (last.pt, not the best-on-val one) is tested with test.py (flip test on); one record
+# per run goes to results/lspet-mini/<run>.json, then summary.md and curves.png.
+# About 90 minutes on a quiet 2-core CPU with the defaults; DEVICE=cuda runs it on a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+DATA=${DATA:-../shared/data/lspet-mini}
+EPOCHS=${EPOCHS:-16}
+DROP=${DROP:-$((EPOCHS * 3 / 4))}
+SEEDS=${SEEDS:-"0 1"}
+CONFIG=${CONFIG:-config.cpu_small}
+DEVICE=${DEVICE:-cpu}
+RESULTS=${RESULTS:-results/lspet-mini}
+RUNS=${RUNS:-trainmodel/reproduce-lspet-mini}
+HALF=$((EPOCHS / 2))
+if [ ! -f "$DATA/joints.mat" ]; then
+  echo "reproduce-lspet-mini.sh: DATA=$DATA has no joints.mat (expected the lspet-mini folder)" >&2
+  exit 2
+fi
+if [ "$HALF" -lt 1 ] || [ "$DROP" -le "$HALF" ]; then
+  echo "reproduce-lspet-mini.sh: need EPOCHS >= 2 and DROP > EPOCHS/2, got EPOCHS=$EPOCHS DROP=$DROP" >&2
+  exit 2
+fi
+export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
+mkdir -p "$RESULTS" "$RUNS"
+common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS"
+        --train_split train --set cache_images=True)
+
+test_and_record() {  # name method seed start_seconds start_epoch
+  "$PYTHON" test.py --checkpoint "$RUNS/$1/last.pt" --dataset lspet --path "$DATA" --split val \
+    --device "$DEVICE" --output "outputs/reproduce-lspet-mini/$1"
+  "$PYTHON" collect_results.py record --metrics "outputs/reproduce-lspet-mini/$1/metrics.json" \
+    --run_dir "$RUNS/$1" --method "$2" --seed "$3" --epochs "$EPOCHS" --wall_seconds $((SECONDS - $4)) \
+    --info "start_epoch=$5" --info "config_preset=$CONFIG" --info "date=$(date -u +%F)" \
+    --output "$RESULTS/$1.json"
+}
+
+for seed in $SEEDS; do
+  start=$SECONDS
+  "$PYTHON" train_supervised.py "${common[@]}" --modelName "supervised-s$seed" --seed "$seed" \
+    --epochs "$EPOCHS" --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
+  test_and_record "supervised-s$seed" supervised "$seed" "$start" 0
+
+  start=$SECONDS
+  # the adversarial half continues the supervised schedule: its lr drop comes DROP - HALF epochs in
+  "$PYTHON" train_adversarial.py "${common[@]}" --modelName "adversarial-s$seed" --seed "$seed" \
+    --pretrained "$RUNS/supervised-s$seed/epoch_$HALF.pt" --epochs "$HALF" --set "lr_milestones=[$((DROP - HALF))]"
+  test_and_record "adversarial-s$seed" adversarial "$seed" "$start" "$HALF"
+done
+"$PYTHON" collect_results.py summary "$RESULTS"
