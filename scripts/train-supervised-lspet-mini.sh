@@ -8,7 +8,7 @@ python3 train_supervised.py \
   --path "${DATA:-../shared/data/lspet-mini}" \
   --modelName "${NAME:-lspet-mini-supervised}" \
   --config config.cpu_small \
-  --epochs "${EPOCHS:-12}" \
+  --epochs "${EPOCHS:-32}" \
   --train_split train \
   --device cpu \
   --seed "${SEED:-0}" \
