@@ -21,8 +21,8 @@ OVERRIDES = {
     "disc_channels": 64,
     "lr": 1e-3,
     "optimizer": "Adam",
-    "epochs": 32,
-    "lr_milestones": (26,),
+    "epochs": 36,
+    "lr_milestones": (28,),
     "batch_size": 16,
     "print_every": 20,
 }

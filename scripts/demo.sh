@@ -12,10 +12,10 @@ export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
   --config config.cpu_small \
   --modelName demo \
   --device "${DEVICE:-cpu}" \
-  --epochs "${EPOCHS:-5}" \
-  --max_train_samples "${TRAIN_SAMPLES:-1440}" \
+  --epochs "${EPOCHS:-6}" \
+  --max_train_samples "${TRAIN_SAMPLES:-3600}" \
   --max_val_samples 500 \
-  --set "lr_milestones=[4]"
+  --set "lr_milestones=[5]"
 "$PYTHON" test.py \
   --checkpoint trainmodel/demo/best.pt \
   --dataset synthetic \

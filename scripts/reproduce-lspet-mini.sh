@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 DATA=${DATA:-../shared/data/lspet-mini}
-EPOCHS=${EPOCHS:-16}
-DROP=${DROP:-$((EPOCHS * 3 / 4))}
+EPOCHS=${EPOCHS:-36}
+DROP=${DROP:-$((EPOCHS * 4 / 5))}
 SEEDS=${SEEDS:-"0 1"}
 CONFIG=${CONFIG:-config.cpu_small}
 DEVICE=${DEVICE:-cpu}

@@ -13,7 +13,7 @@ python3 train_adversarial.py \
   --path "${DATA:-../shared/data/lspet-mini}" \
   --modelName "${NAME:-lspet-mini-adversarial}" \
   --config config.cpu_small \
-  --epochs "${EPOCHS:-32}" \
+  --epochs "${EPOCHS:-36}" \
   --train_split train \
   --device cpu \
   --seed "${SEED:-0}" \

@@ -8,7 +8,7 @@ python3 train_supervised.py \
   --path "${DATA:-../shared/data/lspet-mini}" \
   --modelName "${NAME:-lspet-mini-supervised}" \
   --config config.cpu_small \
-  --epochs "${EPOCHS:-32}" \
+  --epochs "${EPOCHS:-36}" \
   --train_split train \
   --device cpu \
   --seed "${SEED:-0}" \
