@@ -67,6 +67,18 @@ def test_heatmap_mse_masks_joints_and_weights_foreground_pixels():
     assert heatmap_mse(off, target, one_mask, fg_weight=9.0).item() == pytest.approx((10 + 1) / 16)
 
 
+def test_bf16_on_a_cpu_without_native_bf16_gets_a_note(monkeypatch):
+    import training.runtime as rt
+
+    cpu = torch.device("cpu")
+    assert rt.autocast_dtype("auto", cpu) is None and rt.autocast_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda: False)
+    assert "--amp off" in rt.precision_note(torch.bfloat16, cpu)
+    assert rt.precision_note(None, cpu) is None
+    monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda: True)
+    assert rt.precision_note(torch.bfloat16, cpu) is None
+
+
 def _train(tmp_path, *extra):
     return train_supervised.main(["--config", "config.tiny", "--dataset", "synthetic", "--device", "cpu",
                                   "--save_root", str(tmp_path), "--modelName", "run", *extra])

@@ -38,6 +38,7 @@ from training.runtime import (
     build_optimizer,
     cleanup_distributed,
     init_distributed,
+    precision_note,
     seed_everything,
     tune_malloc,
 )
@@ -176,6 +177,8 @@ class Trainer:
         self.schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_milestones), cfg.lr_gamma)
                            for k, o in self.optims.items()}
         dtype = autocast_dtype(cfg.amp, self.device)
+        if precision_note(dtype, self.device):
+            self._say(precision_note(dtype, self.device))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
         self.ctx = StepContext(self.device, dtype, self.scaler, cfg.grad_clip, cfg.channels_last, spec.skip_nonfinite,
                                cfg.heatmap_fg_weight)
