@@ -8,16 +8,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-EPOCHS=${EPOCHS:-4}
+EPOCHS=${EPOCHS:-3}
 TRAIN_SAMPLES=${TRAIN_SAMPLES:-1440}
 SEEDS=${SEEDS:-"0 1"}
+CONFIG=${CONFIG:-config.cpu_small}
+VAL_SAMPLES=${VAL_SAMPLES:-500}
 DEVICE=${DEVICE:-cpu}
 RESULTS=${RESULTS:-results/synthetic-ablation}
 RUNS=${RUNS:-trainmodel/ablation-synthetic}
+OUTPUTS=${OUTPUTS:-outputs/ablation-synthetic}
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 mkdir -p "$RESULTS" "$RUNS"
-common=(--dataset synthetic --config config.cpu_small --device "$DEVICE" --save_root "$RUNS" --epochs "$EPOCHS"
-        --max_train_samples "$TRAIN_SAMPLES" --max_val_samples 500 --set "lr_milestones=[$EPOCHS]")
+common=(--dataset synthetic --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS" --epochs "$EPOCHS"
+        --max_train_samples "$TRAIN_SAMPLES" --max_val_samples "$VAL_SAMPLES" --set "lr_milestones=[$EPOCHS]")
 
 for seed in $SEEDS; do
   for variant in Single Multi Single+Dis Multi+Dis; do
@@ -30,9 +33,9 @@ for seed in $SEEDS; do
     esac
     start=$SECONDS
     "$PYTHON" "${cmd[@]}" "${common[@]}" --modelName "$name" --seed "$seed"
-    "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset synthetic --split val --max_samples 500 \
-      --device "$DEVICE" --output "outputs/ablation-synthetic/$name"
-    "$PYTHON" collect_results.py record --metrics "outputs/ablation-synthetic/$name/metrics.json" \
+    "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset synthetic --split val --max_samples "$VAL_SAMPLES" \
+      --device "$DEVICE" --output "$OUTPUTS/$name"
+    "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$name/metrics.json" \
       --run_dir "$RUNS/$name" --method "$variant" --seed "$seed" --epochs "$EPOCHS" \
       --wall_seconds $((SECONDS - start)) --info "train_samples_per_epoch=$TRAIN_SAMPLES" \
       --info "date=$(date -u +%F)" --output "$RESULTS/$name.json"

@@ -16,6 +16,8 @@ CONFIG=${CONFIG:-config.cpu_small}
 DEVICE=${DEVICE:-cpu}
 RESULTS=${RESULTS:-results/lspet-mini}
 RUNS=${RUNS:-trainmodel/reproduce-lspet-mini}
+OUTPUTS=${OUTPUTS:-outputs/reproduce-lspet-mini}
+TRAIN_SAMPLES=${TRAIN_SAMPLES:-}  # empty = the whole train split; a number = its first N photos (smoke tests)
 HALF=$((EPOCHS / 2))
 if [ ! -f "$DATA/joints.mat" ]; then
   echo "reproduce-lspet-mini.sh: DATA=$DATA has no joints.mat (expected the lspet-mini folder)" >&2
@@ -28,12 +30,12 @@ fi
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 mkdir -p "$RESULTS" "$RUNS"
 common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS"
-        --train_split train --set cache_images=True)
+        --train_split train --set cache_images=True ${TRAIN_SAMPLES:+--max_train_samples "$TRAIN_SAMPLES"})
 
 test_and_record() {  # name method seed start_seconds start_epoch
   "$PYTHON" test.py --checkpoint "$RUNS/$1/last.pt" --dataset lspet --path "$DATA" --split val \
-    --device "$DEVICE" --output "outputs/reproduce-lspet-mini/$1"
-  "$PYTHON" collect_results.py record --metrics "outputs/reproduce-lspet-mini/$1/metrics.json" \
+    --device "$DEVICE" --output "$OUTPUTS/$1"
+  "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$1/metrics.json" \
     --run_dir "$RUNS/$1" --method "$2" --seed "$3" --epochs "$EPOCHS" --wall_seconds $((SECONDS - $4)) \
     --info "start_epoch=$5" --info "config_preset=$CONFIG" --info "date=$(date -u +%F)" \
     --output "$RESULTS/$1.json"
