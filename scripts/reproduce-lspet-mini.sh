@@ -4,7 +4,7 @@
 #   adversarial: G from that seed's EPOCHS/2 snapshot, then EPOCHS/2 epochs of Algorithm 1: both see EPOCHS
 # Every final checkpoint (last.pt, not the best-on-val one) is tested with test.py (flip test on); one record
 # per run goes to results/lspet-mini/<run>.json, then summary.md and curves.png.
-# About 90 minutes on a quiet 2-core CPU with the defaults; DEVICE=cuda runs it on a GPU.
+# 78 minutes on this project's 2-core CPU with the defaults (README "Results"); DEVICE=cuda runs it on a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
