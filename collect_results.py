@@ -12,13 +12,7 @@ import json
 import os
 
 from utils.errors import UserInputError, exit_on_user_error
-
-
-def _writable(path: str, flag: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserInputError(f"{flag}: directory not found: {folder}")
-    return path
+from utils.io import existing_parent_dir
 
 
 @exit_on_user_error
@@ -50,7 +44,7 @@ def main(argv: list[str] | None = None) -> str:
             extra[key] = value
         record = run_record(args.metrics, args.run_dir, args.method, args.seed, args.epochs, args.wall_seconds,
                             **extra)
-        with open(_writable(args.output, "--output"), "w") as f:
+        with open(existing_parent_dir(args.output, "--output"), "w") as f:
             json.dump(record, f, indent=1)
         print(f"{args.output}: {record['method']} seed {record['seed']} {record['metric']} {record['mean']:.2f}")
         return args.output

@@ -11,6 +11,7 @@ import json
 import os
 
 from utils.errors import UserInputError, exit_on_user_error
+from utils.io import existing_parent_dir
 
 
 @exit_on_user_error
@@ -24,17 +25,15 @@ def main(argv: list[str] | None = None) -> str:
     if not os.path.isfile(log):
         raise UserInputError(f"no training log: {log} not found (is {args.run_dir} a run directory?)")
     try:
-        from utils.visualize import plot_training_curves, read_log
+        from utils.visualize import plot_training_curves, read_epoch_records
 
-        records = [r for r in read_log(log) if r.get("kind", "epoch") == "epoch"]
+        records = read_epoch_records(args.run_dir)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserInputError(f"{log} is not a JSON-lines training log") from None
     if not records:
         raise UserInputError(f"{log} has no epoch records yet (the first epoch has not finished)")
     if args.output:
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise UserInputError(f"--output: directory not found: {folder}")
+        existing_parent_dir(args.output, "--output")
     try:
         path = plot_training_curves(args.run_dir, args.output)
     except OSError as err:

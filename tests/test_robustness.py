@@ -28,12 +28,9 @@ TIME_KEYS = {"seconds", "images_per_s"}
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: identical kernels in every run, and no spinning threads on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def deterministic_mode_reset():
+    """Runs here switch deterministic algorithms on (conftest already pins one thread); undo it for later modules."""
     yield
-    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(False)
 
 

@@ -8,6 +8,14 @@ import tempfile
 from utils.errors import UserInputError
 
 
+def existing_parent_dir(path: str, flag: str) -> str:
+    """Return ``path`` after checking that the folder it would be written in exists."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserInputError(f"{flag}: directory not found: {folder}")
+    return path
+
+
 def ensure_writable_dir(path: str, flag: str) -> str:
     """Create ``path`` if needed and check that files can be written in it."""
     try:

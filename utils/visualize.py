@@ -74,15 +74,20 @@ def plot_pck_curve(result: dict, path: str, label: str | None = None) -> str:
 
 
 def read_log(path: str) -> list[dict]:
-    """Epoch records of a run's log.jsonl."""
+    """Every record of a run's log.jsonl."""
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_epoch_records(run_dir: str) -> list[dict]:
+    """The per-epoch records of ``run_dir/log.jsonl`` (records without a kind are epochs)."""
+    return [r for r in read_log(os.path.join(run_dir, "log.jsonl")) if r.get("kind", "epoch") == "epoch"]
 
 
 def plot_training_curves(run_dir: str, path: str | None = None) -> str:
     """Losses and validation mean per epoch from ``run_dir/log.jsonl`` into ``run_dir/curves.png``."""
     plt = _pyplot()
-    records = [r for r in read_log(os.path.join(run_dir, "log.jsonl")) if r.get("kind", "epoch") == "epoch"]
+    records = read_epoch_records(run_dir)
     epochs = [r["epoch"] for r in records]
     loss_keys = [k for k in records[0] if k.startswith("loss") or k.startswith("L_")] if records else []
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -112,7 +117,7 @@ def plot_validation_curves(runs: list[tuple[str, str, int]], path: str, metric: 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, run_dir, start in runs:
-        records = [r for r in read_log(os.path.join(run_dir, "log.jsonl")) if r.get("kind", "epoch") == "epoch"]
+        records = read_epoch_records(run_dir)
         ax.plot([start + r["epoch"] + 1 for r in records], [r.get("val_mean", np.nan) for r in records],
                 marker=".", label=label)
     ax.set_xlabel("epochs of G")
