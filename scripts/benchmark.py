@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 
@@ -45,6 +44,7 @@ from training.runtime import (  # noqa: E402
     MALLOC_ENV,
     autocast_dtype,
     build_optimizer,
+    cpu_model_name,
     resolve_device,
     seed_everything,
     tune_malloc,
@@ -263,14 +263,7 @@ def device_name(device: torch.device) -> str:
     """GPU name, or the CPU model name from /proc/cpuinfo."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model_name()
 
 
 def peak_tflops(args: argparse.Namespace, device: torch.device, dtype: torch.dtype | None) -> float | None:

@@ -15,17 +15,13 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from training.runtime import cpu_model_name
 from utils.errors import UserInputError
 
 
 def machine_description() -> str:
     """One line naming the CPU model, core count, GPU (if any) and torch version of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_model_name()
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, Python {platform.python_version()}"
 

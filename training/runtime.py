@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import platform
 import random
 import sys
 from dataclasses import dataclass
@@ -32,6 +33,18 @@ def resolve_device(flag: str) -> torch.device:
     elif device.type != "cpu":
         raise UserInputError(f"--device: '{flag}' is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what ``platform`` knows where that file is missing."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cpu_has_native_bf16() -> bool:
