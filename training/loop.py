@@ -177,8 +177,9 @@ class Trainer:
         self.schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_milestones), cfg.lr_gamma)
                            for k, o in self.optims.items()}
         dtype = autocast_dtype(cfg.amp, self.device)
-        if precision_note(dtype, self.device):
-            self._say(precision_note(dtype, self.device))
+        note = precision_note(dtype, self.device)
+        if note:
+            self._say(note)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
         self.ctx = StepContext(self.device, dtype, self.scaler, cfg.grad_clip, cfg.channels_last, spec.skip_nonfinite,
                                cfg.heatmap_fg_weight)
