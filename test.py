@@ -10,6 +10,7 @@ import argparse
 import os
 
 from datasets import DATASETS, DEFAULT_VAL_SPLIT, build_dataset
+from training.runtime import AMP_MODES
 from training.scoring import read_predictions, report, score_dataset, write_metrics, write_predictions
 from utils.errors import exit_on_user_error
 from utils.io import ensure_writable_dir
@@ -28,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=None, help="PCK threshold (default: 0.5 for PCKh, 0.2 for PCK)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no_flip", action="store_true", help="disable flip-test averaging")
+    p.add_argument("--amp", choices=AMP_MODES, default=None, help="precision (default: the checkpoint's amp)")
     p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--batch_size", type=int, default=32, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")

@@ -1,6 +1,6 @@
 """Throughput of the input pipeline, the training steps and inference; prints a table, optionally writes JSON.
 
-    python scripts/benchmark.py --config config.cpu_small --batch_size 8 --json docs/bench-cpu.json
+    python scripts/benchmark.py --config config.cpu_small --json docs/bench-cpu.json
     python scripts/benchmark.py --config config.newell8 --batch_size 32 --device cuda --json bench-h100.json
     python scripts/benchmark.py --quick --config config.tiny          # smoke test, well under a minute on CPU
 

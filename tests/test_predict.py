@@ -95,6 +95,27 @@ def test_prediction_matches_test_py_on_the_same_box(run_dir, tmp_path):
     np.testing.assert_allclose([[j["x"], j["y"]] for j in joints], expected[0], atol=1e-3)
 
 
+def test_amp_flag_overrides_the_checkpoint_precision(run_dir, tmp_path):
+    """--amp bf16 on a fp32 checkpoint reaches the forward pass of test.py and predict.py alike."""
+    def test_py(amp):
+        out = tmp_path / amp
+        test_entry.main(["--checkpoint", str(run_dir / "best.pt"), "--dataset", "synthetic", "--output", str(out),
+                         "--max_samples", "3", "--batch_size", "1", "--workers", "0", "--device", "cpu",
+                         "--amp", amp, "--num_pictures", "0"])
+        with h5py.File(out / "predictions.h5") as f:
+            return f["preds"][()], f["scores"][()]
+
+    (_, fp32_scores), (bf16, bf16_scores) = test_py("off"), test_py("bf16")
+    assert not np.array_equal(fp32_scores, bf16_scores)  # the flag changed the arithmetic
+    np.testing.assert_allclose(bf16_scores, fp32_scores, atol=0.05)
+
+    predictor = Predictor.from_checkpoint(str(run_dir / "best.pt"), "cpu", amp="bf16")
+    assert predictor.cfg["amp"] == "bf16"
+    dataset = build_dataset("synthetic", None, "val", predictor.cfg, train=False)
+    coords, _ = predictor.predict(dataset.load_image(0), dataset.ann.centers[0], dataset.ann.box_sizes[0])
+    np.testing.assert_allclose(coords, bf16[0], atol=1e-3)
+
+
 def test_training_curves_at_the_end_and_on_demand(run_dir, tmp_path, capsys):
     assert (run_dir / "curves.png").stat().st_size > 0
     path = plot_curves.main([str(run_dir), "--output", str(tmp_path / "c.png")])

@@ -9,6 +9,7 @@ from config import Config, config_from_dict, load_config, parse_overrides, prese
 from datasets import DATASETS, DEFAULT_VAL_SPLIT
 from training.checkpoint import load_checkpoint
 from training.loop import RunSpec
+from training.runtime import AMP_MODES
 
 # flag -> config key for flags that are plain config overrides (None = not given on the command line)
 FLAG_TO_KEY = {"batch_size": "batch_size", "lr": "lr", "epochs": "epochs", "optimizer_type": "optimizer",
@@ -44,7 +45,7 @@ def training_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (config: workers)")
     p.add_argument("--max_train_samples", type=int, default=None, help="train on the first N samples only")
     p.add_argument("--max_val_samples", type=int, default=None, help="validate on the first N samples only")
-    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None, help="mixed precision")
+    p.add_argument("--amp", choices=AMP_MODES, default=None, help="mixed precision")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--skip_nonfinite", action="store_true", help="skip updates whose loss is NaN/inf")
     p.add_argument("--skip_bad_images", action="store_true", help="skip unreadable images, count them in the log")

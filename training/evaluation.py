@@ -117,7 +117,7 @@ def evaluate_checkpoint(args: Namespace, split: str, outdir: str) -> dict:
     if cfg["channels_last"]:
         generator = generator.to(memory_format=torch.channels_last)
     loader = make_eval_loader(dataset, args.batch_size, args.workers, limit=args.max_samples)
-    run_cfg = {**cfg, "flip_test": not args.no_flip}
+    run_cfg = {**cfg, "flip_test": not args.no_flip, "amp": args.amp or cfg["amp"]}
     result = validate(generator, loader, dataset, run_cfg, device)
     if args.alpha is not None:
         result.update(score_dataset(result["preds"], dataset, args.alpha, indices=result["index"]))

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from config import Config
 from datasets import DATASETS
 from datasets.base import read_image
 from datasets.skeleton import JointSpec
@@ -72,20 +73,22 @@ class Predictor:
     """A generator rebuilt from a checkpoint alone, with what its test-time pipeline needs."""
 
     generator: torch.nn.Module
-    cfg: dict
+    cfg: Config
     dataset: str
     spec: JointSpec
     device: torch.device
     flip: bool = True
 
     @classmethod
-    def from_checkpoint(cls, path: str, device: str = "auto", flip: bool = True) -> Predictor:
-        """Load ``path`` (a checkpoint or a run directory) onto ``device``."""
+    def from_checkpoint(cls, path: str, device: str = "auto", flip: bool = True, amp: str | None = None) -> Predictor:
+        """Load ``path`` (a checkpoint or a run directory) onto ``device``; ``amp`` overrides its precision."""
         from models import build_generator
 
         ckpt = load_checkpoint(path)
         dataset, spec = joint_spec_for(ckpt, path)
         cfg, generator = generator_from_checkpoint(ckpt, build_generator)
+        if amp is not None:
+            cfg = Config({**cfg, "amp": amp})
         dev = resolve_device(device)
         generator = generator.to(dev).eval()
         if cfg["channels_last"]:

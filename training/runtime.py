@@ -56,6 +56,9 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """Precision of the forward pass: bf16 on CUDA for ``auto``, full fp32 on CPU unless asked (``bf16``)."""
     if amp == "auto":
