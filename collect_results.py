@@ -8,11 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from utils.errors import UserInputError, exit_on_user_error
-from utils.io import existing_parent_dir
+from utils.io import existing_parent_dir, write_json
 
 
 @exit_on_user_error
@@ -44,8 +43,7 @@ def main(argv: list[str] | None = None) -> str:
             extra[key] = value
         record = run_record(args.metrics, args.run_dir, args.method, args.seed, args.epochs, args.wall_seconds,
                             **extra)
-        with open(existing_parent_dir(args.output, "--output"), "w") as f:
-            json.dump(record, f, indent=1)
+        write_json(existing_parent_dir(args.output, "--output"), record, indent=1)
         print(f"{args.output}: {record['method']} seed {record['seed']} {record['metric']} {record['mean']:.2f}")
         return args.output
     records = load_records(args.folder)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -51,6 +50,7 @@ from training.runtime import (  # noqa: E402
 )
 from training.steps import StepContext, adversarial_step, supervised_step, to_device  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
+from utils.io import write_json  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s) of GPUs the project is run on; matched against the device name.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}
@@ -372,8 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
     print_table(record)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2)
+        write_json(args.json, record)
         print(f"json: {args.json}")
     return record
 

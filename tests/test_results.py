@@ -59,3 +59,31 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _record(tmp_path, run, "supervised", 0)
     assert "lacks count, mean, metric, per_joint" in capsys.readouterr().err
+
+
+def _strict_load(path):
+    def refuse(word):
+        raise AssertionError(f"{path}: non-standard JSON constant {word}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_undefined_figures_are_written_as_null(tmp_path):
+    """A split without occlusion labels has an undefined occluded score: metrics.json says null, not NaN."""
+    import numpy as np
+
+    from training.scoring import write_metrics
+    from utils.io import json_safe
+
+    assert json_safe({"a": [float("inf"), np.float32("nan"), 1.5], "b": (np.int64(3), "x")}) == {
+        "a": [None, None, 1.5], "b": [3, "x"]}
+    result = {"metric": "PCK@0.2", "per_joint": {"Head": np.float64(50.0)}, "mean": 50.0,
+              "visibility": {"visible": 50.0, "visible_count": 4, "occluded": float("nan"), "occluded_count": 0}}
+    write_metrics(str(tmp_path), result, "lsp", "test")
+    saved = _strict_load(tmp_path / "metrics.json")
+    assert saved["visibility"]["occluded"] is None and saved["per_joint"]["Head"] == 50.0
+
+    run = _fake_run(tmp_path, "sup", 60.0, 50.0)
+    (run / "metrics.json").write_text(json.dumps({**result, "dataset": "lsp", "split": "test", "count": 4}))
+    record = _record(tmp_path, run, "supervised", 0)
+    assert record["visibility"]["occluded"] is None
+    _strict_load(tmp_path / "results" / "sup.json")

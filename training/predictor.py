@@ -6,7 +6,6 @@ datasets' test-time pipeline -> G (flip-averaged) -> joints in original px -> ``
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from training.evaluation import heatmaps_to_original, predict_heatmaps
 from training.runtime import autocast_dtype, resolve_device
 from utils.errors import UserInputError
 from utils.geometry import crop_affine
+from utils.io import write_json
 from utils.visualize import YELLOW, draw_pose
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -153,8 +153,7 @@ def predict_files(predictor: Predictor, image: str, outdir: str, bbox: tuple | N
         }
         record["json"] = os.path.join(outdir, f"{name}.json")
         record["png"] = os.path.join(outdir, f"{name}.png")
-        with open(record["json"], "w") as f:
-            json.dump({k: v for k, v in record.items() if k not in ("json", "png")}, f, indent=2)
+        write_json(record["json"], {k: v for k, v in record.items() if k not in ("json", "png")})
         if not cv2.imwrite(record["png"], draw_prediction(rgb, coords, predictor.spec, box)):
             raise UserInputError(f"--output: cannot write {record['png']}")
         records.append(record)

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 
 from utils.errors import UserInputError
-
-
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN
-    return value
+from utils.io import json_safe
 
 
 class RunLog:
@@ -44,7 +38,7 @@ class RunLog:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
         if self.writer is not None and record.get("kind") == "epoch":
             for k, v in record.items():
                 if isinstance(v, int | float) and k != "epoch":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import h5py
@@ -11,6 +10,7 @@ import numpy as np
 from datasets.base import PoseDataset
 from utils.errors import UserInputError
 from utils.evaluation import evaluate, format_table
+from utils.io import write_json
 
 
 def score_dataset(
@@ -53,10 +53,7 @@ def write_predictions(path: str, preds: np.ndarray, scores: np.ndarray | None = 
 def write_metrics(outdir: str, result: dict, dataset_name: str, split: str) -> str:
     """Write ``metrics.json`` with dataset, split, metric, per_joint, mean, count (+ curve, visibility)."""
     record = {"dataset": dataset_name, "split": split, **result}
-    path = os.path.join(outdir, "metrics.json")
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
-    return path
+    return write_json(os.path.join(outdir, "metrics.json"), record)
 
 
 def report(result: dict) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
+from typing import Any
 
 from utils.errors import UserInputError
 
@@ -24,4 +27,29 @@ def ensure_writable_dir(path: str, flag: str) -> str:
             pass
     except OSError as err:
         raise UserInputError(f"{flag}: cannot write to directory {path} ({err.strerror})") from None
+    return path
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (nested, NumPy scalars included) replaced by None.
+
+    Python's json writes such floats as the bare words NaN/Infinity, which strict readers (jq, JavaScript,
+    most other languages) reject; an undefined figure, such as the occluded score of a split without
+    occlusion labels, is written as null instead.
+    """
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # NumPy / torch scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str, value: Any, indent: int = 2) -> str:
+    """Write ``json_safe(value)`` to ``path`` as strict JSON; returns ``path``."""
+    with open(path, "w") as f:
+        json.dump(json_safe(value), f, indent=indent, allow_nan=False)
     return path
