@@ -5,6 +5,8 @@
 # Every final checkpoint (last.pt, not the best-on-val one) is tested with test.py (flip test on); one record
 # per run goes to results/lspet-mini/<run>.json, then summary.md and curves.png.
 # 78 minutes on this project's 2-core CPU with the defaults (README "Results"); DEVICE=cuda runs it on a GPU.
+# A variant of the adversarial half beside the existing runs, from the same snapshots (README "Results"):
+#   SKIP_SUPERVISED=1 ADV_TAG=adversarial-eps3 ADV_SET="epsilon=3.0" bash scripts/reproduce-lspet-mini.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -18,6 +20,9 @@ RESULTS=${RESULTS:-results/lspet-mini}
 RUNS=${RUNS:-trainmodel/reproduce-lspet-mini}
 OUTPUTS=${OUTPUTS:-outputs/reproduce-lspet-mini}
 TRAIN_SAMPLES=${TRAIN_SAMPLES:-}  # empty = the whole train split; a number = its first N photos (smoke tests)
+SKIP_SUPERVISED=${SKIP_SUPERVISED:-0}  # 1 = reuse RUNS/supervised-s<seed>/epoch_<EPOCHS/2>.pt of an earlier run
+ADV_TAG=${ADV_TAG:-adversarial}  # method name and run-name prefix of the adversarial runs
+ADV_SET=${ADV_SET:-}  # space-separated KEY=VALUE config overrides for the adversarial runs only
 HALF=$((EPOCHS / 2))
 if [ ! -f "$DATA/joints.mat" ]; then
   echo "reproduce-lspet-mini.sh: DATA=$DATA has no joints.mat (expected the lspet-mini folder)" >&2
@@ -41,16 +46,30 @@ test_and_record() {  # name method seed start_seconds start_epoch
     --output "$RESULTS/$1.json"
 }
 
+adv_set=()
+for pair in $ADV_SET; do adv_set+=(--set "$pair"); done
+
+for seed in $SEEDS; do  # all snapshots checked before any run starts
+  if [ "$SKIP_SUPERVISED" = 1 ] && [ ! -f "$RUNS/supervised-s$seed/epoch_$HALF.pt" ]; then
+    echo "reproduce-lspet-mini.sh: SKIP_SUPERVISED=1 but $RUNS/supervised-s$seed/epoch_$HALF.pt is missing" \
+      "(run without it first)" >&2
+    exit 2
+  fi
+done
+
 for seed in $SEEDS; do
-  start=$SECONDS
-  "$PYTHON" train_supervised.py "${common[@]}" --modelName "supervised-s$seed" --seed "$seed" \
-    --epochs "$EPOCHS" --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
-  test_and_record "supervised-s$seed" supervised "$seed" "$start" 0
+  snapshot="$RUNS/supervised-s$seed/epoch_$HALF.pt"
+  if [ "$SKIP_SUPERVISED" != 1 ]; then
+    start=$SECONDS
+    "$PYTHON" train_supervised.py "${common[@]}" --modelName "supervised-s$seed" --seed "$seed" \
+      --epochs "$EPOCHS" --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
+    test_and_record "supervised-s$seed" supervised "$seed" "$start" 0
+  fi
 
   start=$SECONDS
   # the adversarial half continues the supervised schedule: its lr drop comes DROP - HALF epochs in
-  "$PYTHON" train_adversarial.py "${common[@]}" --modelName "adversarial-s$seed" --seed "$seed" \
-    --pretrained "$RUNS/supervised-s$seed/epoch_$HALF.pt" --epochs "$HALF" --set "lr_milestones=[$((DROP - HALF))]"
-  test_and_record "adversarial-s$seed" adversarial "$seed" "$start" "$HALF"
+  "$PYTHON" train_adversarial.py "${common[@]}" --modelName "$ADV_TAG-s$seed" --seed "$seed" \
+    --pretrained "$snapshot" --epochs "$HALF" --set "lr_milestones=[$((DROP - HALF))]" ${adv_set[@]+"${adv_set[@]}"}
+  test_and_record "$ADV_TAG-s$seed" "$ADV_TAG" "$seed" "$start" "$HALF"
 done
 "$PYTHON" collect_results.py summary "$RESULTS"

@@ -31,6 +31,20 @@ def test_reproduce_lspet_mini_runs_both_methods_and_summarises(tmp_path, lspet_r
     assert "| adversarial | 0 |" in summary and "| supervised | 0 |" in summary
     assert (tmp_path / "results" / "curves.png").exists()
 
+    # a variant of the adversarial half from the same snapshot, recorded beside the first two runs
+    _run_script("reproduce-lspet-mini.sh", tmp_path, DATA=lspet_root, CONFIG="config.tiny", EPOCHS="2", DROP="2",
+                SEEDS="0", TRAIN_SAMPLES="32", SKIP_SUPERVISED="1", ADV_TAG="adv-eps", ADV_SET="epsilon=3.0 delta=0.3")
+    records = _records(tmp_path / "results")
+    assert [r["method"] for r in records] == ["adv-eps", "adversarial", "supervised"]
+    assert (records[0]["config"]["epsilon"], records[0]["config"]["delta"]) == (3.0, 0.3)
+    assert records[1]["config"]["epsilon"] == 1.0  # the defaults run is untouched
+    assert "| adv-eps | 0 |" in (tmp_path / "results" / "summary.md").read_text()
+
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce-lspet-mini.sh")], capture_output=True,
+                          text=True, env={**os.environ, "DATA": lspet_root, "SKIP_SUPERVISED": "1",
+                                          "RUNS": str(tmp_path / "elsewhere")})
+    assert done.returncode == 2 and "SKIP_SUPERVISED=1 but" in done.stderr and "epoch_18.pt is missing" in done.stderr
+
 
 def test_reproduce_lspet_mini_rejects_a_missing_data_folder(tmp_path):
     done = subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce-lspet-mini.sh")],
