@@ -42,7 +42,8 @@ CONFIG = {
     # at sigma 1, 3.54 at sigma 2); a 1 px shift of the peak gives 1.18 / 1.23, and the right place at
     # half height 0.89 / 1.77. So 1.0 admits only near-perfect maps, and at sigma 2 hardly any: the
     # lspet-mini runs in the README logged c_fake_ones (share of joints counted real) under 1%, so C acts
-    # mostly as a plain real-vs-predicted critic there.
+    # mostly as a plain real-vs-predicted critic there. epsilon=3.0 (c_fake_ones 11-32%) did not change
+    # PCK there either (README "Results"); keep epsilon below sqrt(pi) * sigma so an empty map is fake.
     "epsilon": 1.0,
     "gen_iters": 1,  # G updates per iteration of Algorithm 1
     "disc_iters": 1,  # P and C updates per iteration of Algorithm 1
