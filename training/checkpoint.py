@@ -100,11 +100,11 @@ def load_checkpoint(path: str) -> dict:
     return ckpt
 
 
-def generator_from_checkpoint(ckpt: dict, build_generator) -> tuple:
-    """(resolved config, G with its weights) from a checkpoint dict, on CPU."""
+def generator_from_checkpoint(ckpt: dict, build_generator, amp: str | None = None) -> tuple:
+    """(resolved config, G with its weights) from a checkpoint dict, on CPU; ``amp`` overrides its precision."""
     from config import config_from_dict
 
-    cfg = config_from_dict(ckpt.get("config", {}))
+    cfg = config_from_dict({**ckpt.get("config", {}), **({"amp": amp} if amp is not None else {})})
     generator = build_generator(ckpt["model_args"])
     try:
         generator.load_state_dict(ckpt["generator"])

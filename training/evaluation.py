@@ -105,7 +105,7 @@ def evaluate_checkpoint(args: Namespace, split: str, outdir: str) -> dict:
     from utils.visualize import plot_pck_curve, save_prediction_pictures
 
     ckpt = load_checkpoint(args.checkpoint)
-    cfg, generator = generator_from_checkpoint(ckpt, build_generator)
+    cfg, generator = generator_from_checkpoint(ckpt, build_generator, amp=args.amp)
     device = resolve_device(args.device)
     dataset = build_dataset(args.dataset, args.path, split, cfg, train=False)
     if dataset.spec.num_joints != ckpt["model_args"]["num_joints"]:
@@ -117,7 +117,7 @@ def evaluate_checkpoint(args: Namespace, split: str, outdir: str) -> dict:
     if cfg["channels_last"]:
         generator = generator.to(memory_format=torch.channels_last)
     loader = make_eval_loader(dataset, args.batch_size, args.workers, limit=args.max_samples)
-    run_cfg = {**cfg, "flip_test": not args.no_flip, "amp": args.amp or cfg["amp"]}
+    run_cfg = {**cfg, "flip_test": not args.no_flip}
     result = validate(generator, loader, dataset, run_cfg, device)
     if args.alpha is not None:
         result.update(score_dataset(result["preds"], dataset, args.alpha, indices=result["index"]))

@@ -86,9 +86,7 @@ class Predictor:
 
         ckpt = load_checkpoint(path)
         dataset, spec = joint_spec_for(ckpt, path)
-        cfg, generator = generator_from_checkpoint(ckpt, build_generator)
-        if amp is not None:
-            cfg = Config({**cfg, "amp": amp})
+        cfg, generator = generator_from_checkpoint(ckpt, build_generator, amp)
         dev = resolve_device(device)
         generator = generator.to(dev).eval()
         if cfg["channels_last"]:
