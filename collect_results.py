@@ -17,7 +17,7 @@ from utils.io import existing_parent_dir, write_json
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> str:
     """Parse flags; write a record or a summary; returns what was written."""
-    from training.results import load_records, run_record, summary_table
+    from reporting.records import load_records, run_record, summary_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> str:
     curves = [(f"{r['method']} seed {r['seed']}", r["run_dir"], int(r.get("start_epoch", 0))) for r in records
               if os.path.isfile(os.path.join(r["run_dir"], "log.jsonl"))]
     if curves:
-        from utils.visualize import plot_validation_curves
+        from reporting.plots import plot_validation_curves
 
         print(plot_validation_curves(curves, os.path.join(args.folder, "curves.png"), records[0]["metric"]))
     return path

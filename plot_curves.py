@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> str:
     if not os.path.isfile(log):
         raise UserInputError(f"no training log: {log} not found (is {args.run_dir} a run directory?)")
     try:
-        from utils.visualize import plot_training_curves, read_epoch_records
+        from reporting.plots import plot_training_curves, read_epoch_records
 
         records = read_epoch_records(args.run_dir)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from training.predictor import Predictor, predict_files
-from training.runtime import AMP_MODES
+from config.default_config import CHOICES
+from inference.predictor import Predictor, predict_files
 from utils.errors import exit_on_user_error
 from utils.io import ensure_writable_dir
 
@@ -28,7 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", default="predictions", help="directory for the .json and .png files")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no_flip", action="store_true", help="disable flip-test averaging")
-    p.add_argument("--amp", choices=AMP_MODES, default=None, help="precision (default: the checkpoint's amp)")
+    p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="precision (default: the checkpoint's amp)")
+    p.add_argument("--trust_checkpoint", action="store_true",
+                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
     return p.parse_args(argv)
 
 
@@ -36,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict]:
     """Predict and write the files; returns one record per image."""
     args = parse_args(argv)
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, flip=not args.no_flip, amp=args.amp)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, flip=not args.no_flip, amp=args.amp,
+                                          trust=args.trust_checkpoint)
     outdir = ensure_writable_dir(args.output, "--output")
     records = predict_files(predictor, args.image, outdir, args.bbox)
     for r in records:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from config import load_config
+from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT, build_dataset
-from training.runtime import AMP_MODES
-from training.scoring import read_predictions, report, score_dataset, write_metrics, write_predictions
-from utils.errors import exit_on_user_error
+from inference.predict import evaluate_checkpoint
+from inference.scoring import read_predictions, report, score_dataset, write_metrics, write_predictions
+from reporting.plots import plot_pck_curve, save_prediction_pictures
+from utils.errors import UserInputError, exit_on_user_error
 from utils.io import ensure_writable_dir
 
 
@@ -29,7 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=None, help="PCK threshold (default: 0.5 for PCKh, 0.2 for PCK)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no_flip", action="store_true", help="disable flip-test averaging")
-    p.add_argument("--amp", choices=AMP_MODES, default=None, help="precision (default: the checkpoint's amp)")
+    p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="precision (default: the checkpoint's amp)")
+    p.add_argument("--trust_checkpoint", action="store_true",
+                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
     p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--batch_size", type=int, default=32, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
@@ -43,16 +48,22 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     split = args.split or DEFAULT_VAL_SPLIT.get(args.dataset, "val")
     outdir = ensure_writable_dir(args.output, "--output")
+    if args.max_samples is not None and args.max_samples < 1:
+        raise UserInputError(f"--max_samples: must be at least 1, got {args.max_samples}")
     if args.predictions:
-        from config import load_config
-
         dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
         preds = read_predictions(args.predictions, len(dataset), dataset.spec.num_joints)
         result = score_dataset(preds, dataset, args.alpha)
     else:
-        from training.evaluation import evaluate_checkpoint
-
-        result = evaluate_checkpoint(args, split, outdir)
+        result, dataset = evaluate_checkpoint(
+            args.checkpoint, args.dataset, args.path, split, args.device, flip=not args.no_flip, amp=args.amp,
+            batch_size=args.batch_size, workers=args.workers, max_samples=args.max_samples, alpha=args.alpha,
+            trust=args.trust_checkpoint)
+        shown = slice(0, args.num_pictures)
+        save_prediction_pictures(dataset, result["index"][shown], result["preds"][shown],
+                                 os.path.join(outdir, "pictures"))
+        plot_pck_curve(result, os.path.join(outdir, "pck_curve.png"))
+        result.pop("index")
         write_predictions(os.path.join(outdir, "predictions.h5"), result.pop("preds"), result.pop("scores"))
     print(report(result))
     print(f"metrics: {write_metrics(outdir, result, args.dataset, split)}")

@@ -6,16 +6,16 @@
 
 from __future__ import annotations
 
-from training.cli import resolve_config, run_spec, training_parser
-from training.loop import run
+from cli.training import resolve_config, run_spec, training_parser
+from training.loop import train
 from utils.errors import exit_on_user_error
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict | None:
     """Parse flags, resolve the config, train; returns the last validation result."""
-    args = training_parser(__doc__).parse_args(argv)
-    return run(resolve_config(args), run_spec(args, "supervised"))
+    args = training_parser(__doc__, "supervised").parse_args(argv)
+    return train(resolve_config(args), run_spec(args))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Resolve a configuration: defaults, then one preset, then checked ``key=value`` overrides.
 
-The result is a frozen ``Config`` (read with ``cfg.key`` or ``cfg["key"]``) that is saved with every
-checkpoint, so a run can always be rebuilt from its files.
+The result is a frozen ``Config`` (read with ``cfg.key``) that is saved with every checkpoint, so a run can
+always be rebuilt from its files. Every value is checked against its type, ``default_config.CHOICES`` /
+``RANGES`` and the relations between keys (``check_relations``) before any work starts.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -35,7 +37,7 @@ class Config(Mapping):
             raise AttributeError(key) from None
 
     def __setattr__(self, key: str, value: Any) -> None:
-        raise AttributeError("Config is frozen; use config.with_overrides")
+        raise AttributeError("Config is frozen; use Config.with_overrides")
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -48,6 +50,15 @@ class Config(Mapping):
 
     def __repr__(self) -> str:
         return f"Config({self._values!r})"
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
+        """A new Config with ``overrides`` applied and checked like any other source."""
+        values = dict(self._values)
+        for key, value in overrides.items():
+            _check_key(key, "override")
+            values[key] = _coerce(key, value, "override")
+        check_relations(values, "override")
+        return Config(values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly copy (tuples become lists)."""
@@ -91,7 +102,42 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         ok = isinstance(value, type(default))
     if not ok:
         raise UserInputError(f"{where}: {key}={value!r} should be a {type(default).__name__}")
+    _check_value(key, value, where)
     return value
+
+
+def _check_value(key: str, value: Any, where: str) -> None:
+    """One-line error when ``value`` is outside ``key``'s declared choices or range (or not finite)."""
+    choices = default_config.CHOICES.get(key)
+    if choices is not None and value not in choices:
+        raise UserInputError(f"{where}: {key}={value!r} is not one of {', '.join(map(str, choices))}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserInputError(f"{where}: {key}={value!r} must be a finite number")
+    low, high = default_config.RANGES.get(key, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise UserInputError(f"{where}: {key}={value!r} is outside its range {span}")
+
+
+def check_relations(values: Mapping[str, Any], where: str) -> None:
+    """Checks that involve several keys; one line naming them and what is expected."""
+    if values["output_res"] * 4 != values["input_res"]:
+        raise UserInputError(f"{where}: output_res={values['output_res']} must be input_res / 4 = "
+                             f"{values['input_res'] / 4:g} (the hourglass stem downsamples by 4)")
+    if values["input_res"] % (4 * 2 ** values["depth"]):
+        raise UserInputError(f"{where}: input_res={values['input_res']} must be a multiple of 4 * 2**depth = "
+                             f"{4 * 2 ** values['depth']} (each hourglass level halves the heatmap)")
+    if values["scale_min"] > values["scale_max"]:
+        raise UserInputError(f"{where}: scale_min={values['scale_min']} exceeds scale_max={values['scale_max']}")
+    for key in ("mean", "std"):
+        if len(values[key]) != 3 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values[key]):
+            raise UserInputError(f"{where}: {key}={values[key]!r} must be 3 finite numbers (R, G, B)")
+    if any(v <= 0 for v in values["std"]):
+        raise UserInputError(f"{where}: std={values['std']!r} must be positive")
+    if any(not isinstance(m, int) or m < 1 for m in values["lr_milestones"]):
+        raise UserInputError(f"{where}: lr_milestones={values['lr_milestones']!r} must be positive epoch numbers")
+    if any(not isinstance(m, int) or m < 1 for m in values["snapshot_epochs"]):
+        raise UserInputError(f"{where}: snapshot_epochs={values['snapshot_epochs']!r} must be positive epoch numbers")
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
@@ -113,6 +159,7 @@ def load_config(preset: str = "default_config", overrides: Mapping[str, Any] | N
     for key, value in {**PRESETS[preset_name(preset)], **(overrides or {})}.items():
         _check_key(key, f"preset {preset}" if key not in (overrides or {}) else "override")
         values[key] = _coerce(key, value, key)
+    check_relations(values, "config" if not overrides else "--set/flags")
     return Config(values)
 
 
@@ -122,4 +169,5 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
     for key, value in values.items():
         if key in merged:
             merged[key] = _coerce(key, value, "checkpoint config")
+    check_relations(merged, "checkpoint config")
     return Config(merged)

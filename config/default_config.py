@@ -5,6 +5,14 @@ differs; ``--set key=value`` on the command line overrides single entries.
 """
 
 CONFIG = {
+    # --- what is trained ------------------------------------------------------------------
+    # Set by the entry script (train_supervised.py / train_adversarial.py); saved so that config.json and
+    # result records name the method and every ablation switch of the run.
+    "method": "adversarial",  # supervised (Newell et al.'s baseline) | adversarial (Chen et al.'s Algorithm 1)
+    "use_pose_disc": True,  # adversarial runs: train the pose discriminator P (--no_pose_disc drops it)
+    "use_conf_disc": True,  # adversarial runs: train the confidence discriminator C (--no_conf_disc drops it)
+    "pretrained": "",  # checkpoint whose G initialises this run's G ("" = random init; --pretrained)
+    "loss": "mse",  # heatmap loss of G; the paper's (and the only one implemented): mse
     # --- data and augmentation -------------------------------------------------------------
     "input_res": 256,  # network input side in px (paper: 256x256)
     "output_res": 64,  # heatmap side in px; input_res / 4 because the hourglass stem downsamples by 4
@@ -45,7 +53,20 @@ CONFIG = {
     # mostly as a plain real-vs-predicted critic there. epsilon=3.0 (c_fake_ones 11-32%) did not change
     # PCK there either (README "Results"); keep epsilon below sqrt(pi) * sigma so an empty map is fake.
     "epsilon": 1.0,
-    "gen_iters": 1,  # G updates per iteration of Algorithm 1
+    # Algorithm 1, step 1: "update G by descending the gradient of the error loss (Eq. 1)" before P and C
+    # see G's outputs; step 4 then updates G again by Eq. 4 (error loss + adversarial terms).
+    "g_error_step": True,
+    # Scale of the error loss L_MSE in both G updates. Eq. 1 reads L = 1/(2MN) sum_n sum_i (||y - y_hat||^2 +
+    # ||z - z_hat||^2) over M images and N stacks, each norm over a whole J x 64 x 64 heatmap tensor ("paper").
+    # The text also says alpha and beta were chosen "to make the different components of the final objective
+    # function have the same scale", which fits a per-pixel mean better ("pixel_mean": squared error averaged
+    # over the labelled joints' pixels, summed over stacks, pose + occlusion). The two differ by ~J*64*64/2,
+    # so alpha and beta weigh ~1000x more against the MSE under "pixel_mean".
+    "mse_scale": "pixel_mean",
+    # Which stacks' outputs P and C judge in G's Eq. 4 update (the paper does not say): "last" = the final
+    # prediction only; "all" = every stack's, the terms averaged over stacks so alpha and beta keep their scale.
+    "adv_stacks": "last",
+    "gen_iters": 1,  # G updates by Eq. 4 per iteration of Algorithm 1
     "disc_iters": 1,  # P and C updates per iteration of Algorithm 1
     "disc_lr": 2.5e-4,  # learning rate of P and C
     "adversarial_warmup_epochs": 0,  # epochs of supervised-only G before the adversarial terms switch on
@@ -72,4 +93,29 @@ CONFIG = {
     "seed": 0,  # random seed of the run
     "deterministic": False,  # deterministic algorithms (bit-exact resume on CPU; slower on GPU)
     "sync_bn": False,  # convert BatchNorm to SyncBatchNorm under DDP
+}
+
+# Allowed values, checked whenever a config is resolved (defaults, preset, --set, a checkpoint's config).
+CHOICES = {
+    "method": ("supervised", "adversarial"),
+    "loss": ("mse",),
+    "mse_scale": ("pixel_mean", "paper"),
+    "adv_stacks": ("last", "all"),
+    "optimizer": ("RMSprop", "Adam", "SGD"),
+    "amp": ("auto", "bf16", "fp16", "off"),
+}
+# (low, high) bounds, both inclusive; None = unbounded on that side. Keys not listed here or in CHOICES
+# are booleans, strings or tuples checked by type and by ``config.check_relations``.
+RANGES = {
+    "input_res": (16, 2048), "output_res": (4, 512), "sigma": (0.1, 50.0), "rotation": (0.0, 180.0),
+    "scale_min": (0.05, 10.0), "scale_max": (0.05, 10.0), "color_jitter": (0.0, 1.0), "box_margin": (0.1, 10.0),
+    "synthetic_train_size": (1, None), "synthetic_val_size": (1, None), "synthetic_canvas": (16, 4096),
+    "synthetic_seed": (0, None),
+    "num_stacks": (1, 16), "channels": (4, 4096), "depth": (1, 6), "num_blocks": (1, 8),
+    "disc_channels": (4, 4096), "disc_depth": (1, 6), "alpha": (0.0, None), "beta": (0.0, None),
+    "delta": (1e-6, None), "epsilon": (1e-9, None), "gen_iters": (1, 100), "disc_iters": (1, 100),
+    "disc_lr": (1e-12, 10.0), "adversarial_warmup_epochs": (0, None),
+    "lr": (1e-12, 10.0), "weight_decay": (0.0, 1.0), "momentum": (0.0, 0.999999), "lr_gamma": (1e-6, 1.0),
+    "epochs": (1, None), "batch_size": (1, None), "heatmap_fg_weight": (0.0, None), "grad_clip": (0.0, None),
+    "workers": (0, 256), "checkpoint_every": (0, None), "print_every": (1, None), "seed": (0, 2**63 - 1),
 }

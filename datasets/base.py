@@ -77,6 +77,53 @@ def person_box_from_joints(joints: np.ndarray, annotated: np.ndarray, margin: fl
     return centers, np.maximum(sides, 1.0)
 
 
+_LEVELS = np.arange(256, dtype=np.float32)[:, None]  # (256, 1) every uint8 value
+
+
+def warp_source(image: np.ndarray, input_res: int) -> np.ndarray:
+    """RGB image -> what ``warp`` reads: RGBA when the image is small (at most 4x the crop's pixels).
+
+    OpenCV's 4-channel bilinear warp is ~2.5x faster than its 3-channel one and gives the same RGB
+    values (channels are interpolated independently); for small sources the conversion costs far less."""
+    small = image.shape[0] * image.shape[1] <= 4 * input_res**2
+    if image.ndim == 3 and image.shape[2] == 3 and small:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+    return image
+
+
+def warp(source: np.ndarray, affine: np.ndarray, input_res: int) -> np.ndarray:
+    """The (R, R, 3 or 4) uint8 crop of a ``warp_source`` image through ``affine`` (original px -> crop px)."""
+    return cv2.warpAffine(source, affine, (input_res, input_res), flags=cv2.INTER_LINEAR)
+
+
+def normalise(crop: np.ndarray, gain: np.ndarray, bias: np.ndarray, mean, std) -> np.ndarray:
+    """(R, R, 3|4) uint8 -> (3, R, R) float32 ``(pixel / 255 * gain + bias - mean) / std`` per channel.
+
+    The multiply-add is evaluated once per uint8 level (a 256-entry table per channel, bit-identical to
+    applying it to every pixel) and looked up by ``cv2.LUT`` straight into channel-first planes."""
+    inv_std = 1.0 / np.asarray(std, np.float32)
+    table = _LEVELS * (gain * inv_std / 255.0) + (bias - np.asarray(mean, np.float32)) * inv_std  # (256, 3)
+    out = np.empty((3, *crop.shape[:2]), np.float32)
+    planes = cv2.split(crop)
+    for c in range(3):
+        written = cv2.LUT(planes[c], np.ascontiguousarray(table[:, c]), dst=out[c])
+        if not np.may_share_memory(written, out):  # an OpenCV build that ignored dst
+            out[c] = written
+    return out
+
+
+def eval_crop(image_rgb: np.ndarray, center: np.ndarray, side: float, input_res: int, mean, std
+              ) -> tuple[torch.Tensor, np.ndarray]:
+    """The test-time input of a person: (normalised (3, R, R) tensor, 2x3 affine original px -> crop px).
+
+    The square of ``side`` original px around ``center`` (pixel-centre coordinates), no rotation, flip or
+    colour jitter: exactly what every dataset's ``__getitem__`` returns without augmentation."""
+    affine = crop_affine(center, side, input_res, 0.0, False)
+    crop = warp(warp_source(image_rgb, input_res), affine, input_res)
+    unit, zero = np.ones(3, np.float32), np.zeros(3, np.float32)
+    return torch.from_numpy(normalise(crop, unit, zero, mean, std)), affine
+
+
 class PoseDataset(torch.utils.data.Dataset):
     """Base class: subclasses set ``self.spec``, ``self.ann`` and implement ``load_image``."""
 
@@ -96,11 +143,7 @@ class PoseDataset(torch.utils.data.Dataset):
         self.input_res, self.output_res, self.sigma = input_res, output_res, sigma
         self.augmentation = augmentation
         self.seed = seed
-        # Colour normalisation folded into one per-channel multiply-add on the warped uint8 image,
-        # applied as a 256-entry look-up table per channel (see ``_normalise``).
-        self._inv_std = 1.0 / np.asarray(std, np.float32)
-        self._mean = np.asarray(mean, np.float32)
-        self._levels = np.arange(256, dtype=np.float32)[:, None]  # (256, 1) every uint8 value
+        self.mean, self.std = mean, std
         self._cache: list[np.ndarray] | None = None
 
     def load_image(self, index: int) -> np.ndarray:
@@ -108,9 +151,9 @@ class PoseDataset(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def cache_images(self) -> None:
-        """Decode every image once into RAM (in the layout ``_warp`` reads); forked DataLoader workers share
+        """Decode every image once into RAM (in the layout ``warp`` reads); forked DataLoader workers share
         the pages."""
-        self._cache = [self._warp_source(self.load_image(i)) for i in range(len(self))]
+        self._cache = [warp_source(self.load_image(i), self.input_res) for i in range(len(self))]
 
     def __len__(self) -> int:
         return len(self.ann)
@@ -124,34 +167,6 @@ class PoseDataset(torch.utils.data.Dataset):
         bias = rng.uniform(-aug.color_jitter, aug.color_jitter) * 0.5
         return rotation, zoom, flip, gain.astype(np.float32), np.full(3, bias, np.float32)
 
-    def _warp_source(self, image: np.ndarray) -> np.ndarray:
-        """RGB image -> what ``_warp`` reads: RGBA when the image is small (at most 4x the crop's pixels).
-
-        OpenCV's 4-channel bilinear warp is ~2.5x faster than its 3-channel one and gives the same RGB
-        values (channels are interpolated independently); for small sources the conversion costs far less."""
-        small = image.shape[0] * image.shape[1] <= 4 * self.input_res**2
-        if image.ndim == 3 and image.shape[2] == 3 and small:
-            return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
-        return image
-
-    def _warp(self, source: np.ndarray, affine: np.ndarray) -> np.ndarray:
-        """The (R, R, 3 or 4) uint8 crop of a ``_warp_source`` image."""
-        return cv2.warpAffine(source, affine, (self.input_res, self.input_res), flags=cv2.INTER_LINEAR)
-
-    def _normalise(self, crop: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """(R, R, 3|4) uint8 -> (3, R, R) float32 ``(pixel / 255 * gain + bias - mean) / std`` per channel.
-
-        The multiply-add is evaluated once per uint8 level (a 256-entry table per channel, bit-identical to
-        applying it to every pixel) and looked up by ``cv2.LUT`` straight into channel-first planes."""
-        table = self._levels * (gain * self._inv_std / 255.0) + (bias - self._mean) * self._inv_std  # (256, 3)
-        out = np.empty((3, *crop.shape[:2]), np.float32)
-        planes = cv2.split(crop)
-        for c in range(3):
-            written = cv2.LUT(planes[c], np.ascontiguousarray(table[:, c]), dst=out[c])
-            if not np.may_share_memory(written, out):  # an OpenCV build that ignored dst
-                out[c] = written
-        return out
-
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """``key`` is an index, or ``(index, epoch)`` from ``EpochSampler`` so augmentation varies per epoch."""
         index, epoch = key if isinstance(key, tuple) else (key, 0)
@@ -162,8 +177,8 @@ class PoseDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng((self.seed, epoch, index))
             rotation, zoom, flip, gain, bias = self._random_transform(rng)
         affine = crop_affine(ann.centers[index], ann.box_sizes[index] * zoom, self.input_res, rotation, flip)
-        source = self._cache[index] if self._cache is not None else self._warp_source(self.load_image(index))
-        crop = self._warp(source, affine)
+        source = self._cache[index] if self._cache is not None else warp_source(self.load_image(index), self.input_res)
+        crop = warp(source, affine, self.input_res)
 
         joints, annotated, visible = ann.joints[index], ann.annotated[index], ann.visible[index]
         if flip:
@@ -177,7 +192,7 @@ class PoseDataset(torch.utils.data.Dataset):
         occlusion = np.zeros_like(heatmaps)
         occlusion[occluded] = heatmaps[occluded]
         return {
-            "image": torch.from_numpy(self._normalise(crop, gain, bias)),
+            "image": torch.from_numpy(normalise(crop, gain, bias, self.mean, self.std)),
             "heatmaps": torch.from_numpy(heatmaps),
             "occlusion": torch.from_numpy(occlusion),
             "joints": torch.from_numpy(joints_in.astype(np.float32)),

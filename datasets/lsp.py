@@ -3,7 +3,7 @@
 LSP: ``joints`` 3x14xN, flag 0 = visible, every joint labelled; first 1000 = train, last 1000 = test.
 LSPET: ``joints`` 14x3xN, flag 1 = labelled (no occlusion labels); last floor(N/10) = val, rest = train.
 Person box (both): square around the labelled joints, side = ``box_margin`` x their larger extent.
-PCK reference: torso diameter (utils.evaluation.lsp_torso_lengths).
+PCK reference: torso diameter (``lsp_torso_lengths``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,20 @@ import numpy as np
 import scipy.io
 
 from datasets.base import Annotations, PoseDataset, person_box_from_joints, read_image
-from datasets.skeleton import LSP
+from datasets.skeleton import LSP, LSP_TORSO_DIAGONALS
 from utils.errors import UserInputError
-from utils.evaluation import lsp_torso_lengths
+
+
+def lsp_torso_lengths(gt: np.ndarray, annotated: np.ndarray) -> np.ndarray:
+    """PCK reference per sample: ||l_shoulder - r_hip||, else ||r_shoulder - l_hip||, else NaN.
+
+    gt: (N, 14, 2) LSP joint order; annotated: (N, 14) bool. Returns (N,).
+    """
+    out = np.full(len(gt), np.nan)
+    for a, b in reversed(LSP_TORSO_DIAGONALS):  # the first diagonal wins when both are whole
+        whole = annotated[:, a] & annotated[:, b]
+        out[whole] = np.linalg.norm(gt[whole, a] - gt[whole, b], axis=-1)
+    return out
 
 
 def _load_joints_mat(root: str) -> np.ndarray:

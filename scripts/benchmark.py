@@ -36,19 +36,17 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from config import load_config, parse_overrides, preset_name  # noqa: E402
 from datasets import build_dataset  # noqa: E402
 from datasets.sampler import EpochSampler  # noqa: E402
-from training.data import worker_init  # noqa: E402
-from training.evaluation import predict_heatmaps  # noqa: E402
-from training.loop import RunSpec, build_nets  # noqa: E402
-from training.runtime import (  # noqa: E402
-    MALLOC_ENV,
-    autocast_dtype,
-    build_optimizer,
-    cpu_model_name,
-    resolve_device,
-    seed_everything,
-    tune_malloc,
+from inference.predict import predict_heatmaps  # noqa: E402
+from runtime.device import autocast_dtype, place_images, resolve_device  # noqa: E402
+from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init  # noqa: E402
+from training.build import (  # noqa: E402
+    adversarial_params,
+    build_nets,
+    build_optimizers,
+    error_loss_params,
+    place_nets,
 )
-from training.steps import StepContext, adversarial_step, supervised_step, to_device  # noqa: E402
+from training.steps import StepContext, to_device, train_step  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
 from utils.io import write_json  # noqa: E402
 
@@ -175,46 +173,40 @@ def synthetic_batch(batch: int, cfg, device: torch.device) -> dict:
 
 
 class Setup:
-    """Networks, optimisers and step context of one (method, mode), built as the Trainer builds them."""
+    """Networks, optimisers and step context of one (method, mode), built by the trainer's own functions.
+
+    "optimized" is exactly the trainer's set-up (channels_last, the config's autocast, fused/foreach
+    optimisers) plus torch.compile on CUDA; "plain" is fp32, NCHW, no compile, PyTorch's default optimiser
+    kernels."""
 
     def __init__(self, cfg, method: str, mode: str, device: torch.device, compile_on_cuda: bool):
         optimized = mode == "optimized"
         torch.manual_seed(0)
-        spec = RunSpec(method=method, dataset="synthetic", path=None, train_split="train", val_split="val",
-                       run_dir="", device=str(device))
-        self.nets, _ = build_nets(cfg, NUM_JOINTS, spec)
+        cfg = cfg.with_overrides({"method": method})
+        self.nets, _ = build_nets(cfg, NUM_JOINTS)
         self.compiled = optimized and compile_on_cuda and device.type == "cuda"
-        for name in ("generator", "pose_disc", "conf_disc"):
-            net = getattr(self.nets, name)
-            if net is None:
-                continue
-            net = net.to(device)
-            if optimized:
-                net = net.to(memory_format=torch.channels_last)
-            setattr(self.nets, name, torch.compile(net) if self.compiled else net)
-        c = cfg
-        if optimized:  # exactly the trainer's optimisers (fused/foreach)
-            make = lambda name, params, lr, mom, wd: build_optimizer(name, params, lr, mom, wd, device)  # noqa: E731
-        else:  # PyTorch's defaults
-            make = lambda name, params, lr, mom, wd: getattr(torch.optim, name)(  # noqa: E731
-                params, lr=lr, weight_decay=wd, **({"momentum": mom} if name != "Adam" else {}))
-        self.opts = {"generator": make(c.optimizer, self.nets.generator.parameters(), c.lr, c.momentum,
-                                       c.weight_decay)}
-        for name in ("pose_disc", "conf_disc"):
-            if getattr(self.nets, name) is not None:
-                self.opts[name] = make("RMSprop", getattr(self.nets, name).parameters(), c.disc_lr, 0.0, 0.0)
+        place_nets(self.nets, device, channels_last=optimized, compile_=self.compiled)
+        if optimized:
+            self.opts = build_optimizers(self.nets, cfg, device)
+        else:  # PyTorch's default kernels for the same optimisers and hyper-parameters
+            self.opts = {"generator": _default_optimizer(cfg.optimizer, self.nets.generator, cfg.lr, cfg.momentum,
+                                                         cfg.weight_decay)}
+            for name in ("pose_disc", "conf_disc"):
+                if getattr(self.nets, name) is not None:
+                    self.opts[name] = _default_optimizer("RMSprop", getattr(self.nets, name), cfg.disc_lr, 0.0, 0.0)
         dtype = autocast_dtype(cfg.amp, device) if optimized else None
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        self.ctx = StepContext(device, dtype, scaler, cfg.grad_clip, optimized)
-        self.method, self.cfg = method, cfg
+        scalers = {k: torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) for k in self.opts}
+        self.ctx = StepContext(device, dtype, scalers, cfg.grad_clip, optimized)
+        self.loss, self.adv = error_loss_params(cfg), adversarial_params(cfg)
 
     def step(self, batch: dict) -> dict:
         """One real training step, host->device copy included (as in the training loop)."""
-        b = to_device(batch, self.ctx)
-        if self.method == "supervised":
-            return supervised_step(self.nets, self.opts["generator"], b, self.ctx)
-        return adversarial_step(self.nets, self.opts, b, self.ctx, self.cfg, self.cfg.gen_iters,
-                                self.cfg.disc_iters)
+        return train_step(self.nets, self.opts, to_device(batch, self.ctx), self.ctx, self.loss, self.adv)
+
+
+def _default_optimizer(name: str, net: torch.nn.Module, lr: float, momentum: float, weight_decay: float):
+    kwargs = {} if name == "Adam" else {"momentum": momentum}
+    return getattr(torch.optim, name)(net.parameters(), lr=lr, weight_decay=weight_decay, **kwargs)
 
 
 def step_flops(cfg, method: str, batch: dict) -> int:
@@ -246,9 +238,7 @@ def measure_models(cfg, batch_size: int, device: torch.device, args: argparse.Na
         setup = Setup(cfg, "supervised", mode, device, not args.no_compile)
         g = setup.nets.generator.eval()
         for name, n in (("batch", batch_size), ("single", 1)):
-            images = batch["image"][:n].to(device)
-            if mode == "optimized":
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = place_images(batch["image"][:n], device, mode == "optimized")
 
             def forward(g=g, images=images, dtype=setup.ctx.dtype):
                 with torch.no_grad():

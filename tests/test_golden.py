@@ -20,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "data", "golden_fingerprints.json")
 RUNS = {
     "supervised": ("train_supervised", []),
-    "adversarial": ("train_adversarial", []),
+    # recorded before Algorithm 1's step 1 (g_error_step) existed: the old iteration is the step without it
+    "adversarial": ("train_adversarial", ["--set", "g_error_step=False"]),
 }
 COMMON = ["--config", "config.tiny", "--dataset", "synthetic", "--device", "cpu", "--epochs", "2",
           "--set", "deterministic=True", "--set", "seed=3"]
@@ -41,7 +42,7 @@ def run_fingerprints(method: str, root: str) -> dict:
 
     module, extra = RUNS[method]
     importlib.import_module(module).main([*COMMON, *extra, "--save_root", root, "--modelName", method])
-    ckpt = torch.load(os.path.join(root, method, "last.pt"), map_location="cpu", weights_only=False)
+    ckpt = torch.load(os.path.join(root, method, "last.pt"), map_location="cpu", weights_only=True)
     return {name: fingerprint(ckpt[name]) for name in ("generator", "pose_disc", "conf_disc") if name in ckpt}
 
 

@@ -1,4 +1,9 @@
-"""Self-describing, crash-safe checkpoints and the RNG state they carry."""
+"""Crash-safe training checkpoints: what they hold, how they are written, how a run resumes from one.
+
+A checkpoint holds tensors and plain Python values only (it loads with ``torch.load(weights_only=True)``,
+see ``inference.weights``): networks, optimisers, schedulers, AMP scalers, RNG states, position in the
+epoch, partial epoch statistics, the resolved config and the data description.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,14 @@ import tempfile
 
 import numpy as np
 import torch
+from torch import nn
 
+from inference.weights import load_checkpoint
+from training.build import raw_module
+from training.steps import Nets
 from utils.errors import UserInputError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights-only loadable (RNG states as tensors), one CUDA generator
 
 
 def git_revision() -> str:
@@ -25,27 +34,42 @@ def git_revision() -> str:
         return "unknown"
 
 
-def rng_state() -> dict:
-    """Python, NumPy, torch (and CUDA) generator states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+def rng_state(device: torch.device | None = None) -> dict:
+    """Python, NumPy and torch generator states as plain values and tensors, plus the CUDA generator of
+    ``device`` when it is a CUDA device (training draws no CUDA randomness; other GPUs are not this run's)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what ``rng_state`` captured."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restore what ``rng_state`` captured; a CUDA state goes to ``device`` only, and only when it is CUDA.
+
+    Older checkpoints stored every visible GPU's generator (a list): then the first is taken, so a run
+    saved on 8 GPUs resumes on 1 GPU or on the CPU."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    if isinstance(np_state, dict):
+        np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                             np_state["has_gauss"], np_state["cached_gaussian"]))
+    else:
+        np.random.set_state(np_state)
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list | tuple) else cuda, device)
 
 
 def save_checkpoint(state: dict, path: str) -> None:
     """Write atomically: temp file in the same folder, flush + fsync, rename over ``path``, fsync the folder.
 
-    A crash at any instant leaves either the old or the new file complete, never a torn one.
+    A crash at any instant leaves either the old or the new file complete, never a torn one; a failed
+    write (a full disk) removes its temp file and raises a one-line error naming ``path``.
     """
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
@@ -55,9 +79,13 @@ def save_checkpoint(state: dict, path: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) or "file write failed" in str(err):  # torch wraps ENOSPC in a RuntimeError
+            raise UserInputError(f"cannot write checkpoint {path}: "
+                                 f"{getattr(err, 'strerror', None) or 'write failed (disk full?)'}; "
+                                 f"the previous checkpoint is unchanged") from None
         raise
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
@@ -67,10 +95,10 @@ def save_checkpoint(state: dict, path: str) -> None:
 
 
 def remove_stale_temp_files(folder: str) -> list[str]:
-    """Delete ``.tmp-*.pt`` files left in ``folder`` by a write that was killed before its rename."""
+    """Delete ``.tmp-*`` files left in ``folder`` by a write that was killed before its rename."""
     if not os.path.isdir(folder):
         return []
-    stale = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(".tmp-") and n.endswith(".pt")]
+    stale = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(".tmp-")]
     for path in stale:
         try:
             os.unlink(path)
@@ -79,35 +107,44 @@ def remove_stale_temp_files(folder: str) -> list[str]:
     return stale
 
 
-def resolve_checkpoint_path(path: str) -> str:
-    """Accept a checkpoint file or a run directory (then its ``last.pt``)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "last.pt")
-    if not os.path.isfile(path):
-        raise UserInputError(f"checkpoint not found: {path}")
-    return path
+def check_finite_weights(nets: Nets, where: str) -> None:
+    """Refuse to save NaN/inf weights (one sync): raises naming the network and tensor; ``where`` says when."""
+    for name, net in nets.named().items():
+        params = {k: v for k, v in raw_module(net).state_dict().items() if v.is_floating_point()}
+        if params and not torch.stack([torch.isfinite(p.detach()).all() for p in params.values()]).all():
+            tensor = next(k for k, p in params.items() if not torch.isfinite(p.detach()).all())
+            raise NonFiniteError(f"non-finite {name} weights ({tensor}) {where}")
 
 
-def load_checkpoint(path: str) -> dict:
-    """Load on CPU whatever device saved it; one-line error for a missing or foreign file."""
-    path = resolve_checkpoint_path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for a corrupt or foreign file
-        raise UserInputError(f"cannot load checkpoint {path}: {type(err).__name__}") from None
-    if not isinstance(ckpt, dict) or "generator" not in ckpt or "model_args" not in ckpt:
-        raise UserInputError(f"{path} is not a checkpoint of this project (no generator / model_args)")
-    return ckpt
+class NonFiniteError(UserInputError):
+    """A loss term or a weight became NaN/inf; the message names the iteration and the term."""
 
 
-def generator_from_checkpoint(ckpt: dict, build_generator, amp: str | None = None) -> tuple:
-    """(resolved config, G with its weights) from a checkpoint dict, on CPU; ``amp`` overrides its precision."""
-    from config import config_from_dict
+def load_pretrained_generator(generator: nn.Module, path: str, trust: bool = False) -> list[str]:
+    """Initialise G from a checkpoint (e.g. a supervised run); returns occlusion keys it had to leave fresh."""
+    ckpt = load_checkpoint(path, trust)
+    state, own = ckpt["generator"], generator.state_dict()
+    mismatch = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if mismatch or any(k not in own for k in state if "occlusion" not in k):
+        raise UserInputError(f"--pretrained {path}: architecture differs from this run's generator "
+                             f"(checkpoint {ckpt['model_args']})")
+    missing = [k for k in own if k not in state]
+    if any("occlusion" not in k for k in missing):
+        raise UserInputError(f"--pretrained {path}: checkpoint lacks generator weights {missing[:3]}")
+    generator.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return missing
 
-    cfg = config_from_dict({**ckpt.get("config", {}), **({"amp": amp} if amp is not None else {})})
-    generator = build_generator(ckpt["model_args"])
-    try:
-        generator.load_state_dict(ckpt["generator"])
-    except RuntimeError:
-        raise UserInputError("checkpoint weights do not match its model_args (corrupt or edited file)") from None
-    return cfg, generator
+
+def check_resume_compatible(ckpt: dict, method: str, dataset: str, net_args: dict, path: str) -> None:
+    """One-line error when the checkpoint is of another method, dataset or architecture than this run."""
+    saved_method = ckpt.get("method") or ckpt.get("config", {}).get("method")
+    if saved_method != method:
+        raise UserInputError(f"--resume {path}: checkpoint is from a {saved_method} run, not {method}")
+    if ckpt.get("dataset", dataset) != dataset:
+        raise UserInputError(f"--resume {path}: checkpoint was trained on '{ckpt['dataset']}', not '{dataset}' "
+                             f"(drop --dataset to continue on '{ckpt['dataset']}')")
+    saved = ckpt.get("net_args", {})
+    for name in sorted(set(net_args) | set(saved)):
+        if saved.get(name) != net_args.get(name):
+            raise UserInputError(f"--resume {path}: {name} architecture {saved.get(name)} "
+                                 f"differs from this run's {net_args.get(name)}")

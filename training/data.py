@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import cv2
 import torch
 from torch.utils.data import DataLoader, default_collate
 
+from config import Config
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
-from training.runtime import DistInfo, tune_malloc
+from runtime.distributed import DistInfo
+from runtime.system import single_threaded_opencv, worker_init
 from utils.errors import UserInputError
-
-
-def single_threaded_opencv() -> None:
-    """One OpenCV thread, set in the parent before DataLoader workers fork (they inherit it): the workers
-    already use every core, extra threads only contend. Never call ``cv2.setNumThreads`` in a worker: in a
-    forked child it deadlocks once the parent's OpenCV thread pool has run (its condition variables still
-    count the parent's threads)."""
-    cv2.setNumThreads(1)
-
-
-def worker_init(_: int) -> None:
-    """glibc told to reuse freed memory (fresh pages for every sample's buffers halve a worker's rate)."""
-    tune_malloc()
 
 
 class SkipBadImages(torch.utils.data.Dataset):
@@ -54,8 +42,12 @@ def collate_skipping(samples: list) -> dict:
     return batch
 
 
-def make_train_loader(dataset: PoseDataset, cfg, dist_info: DistInfo, spec) -> tuple[DataLoader, EpochSampler]:
-    """Shuffled loader whose sampler yields (index, epoch): augmentation depends only on seed, epoch, index."""
+def make_train_loader(dataset: PoseDataset, cfg: Config, dist_info: DistInfo, spec,
+                      pin_memory: bool = False) -> tuple[DataLoader, EpochSampler]:
+    """Shuffled loader whose sampler yields (index, epoch): augmentation depends only on seed, epoch, index.
+
+    ``pin_memory`` only for a CUDA model. Workers start with each epoch and end with it (not persistent), so
+    a finished or interrupted run leaves no worker processes to be shut down by hand."""
     # --max_train_samples N: the sampler draws from the first N samples only
     size = len(dataset) if spec.max_train_samples is None else min(spec.max_train_samples, len(dataset))
     data = SkipBadImages(dataset) if spec.skip_bad_images else dataset
@@ -66,7 +58,7 @@ def make_train_loader(dataset: PoseDataset, cfg, dist_info: DistInfo, spec) -> t
         single_threaded_opencv()
     loader = DataLoader(
         data, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, drop_last=True,
-        pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+        pin_memory=pin_memory,
         prefetch_factor=4 if workers > 0 else None, worker_init_fn=worker_init if workers > 0 else None,
         collate_fn=collate_skipping if spec.skip_bad_images else None,
     )

@@ -6,11 +6,15 @@ import torch
 import torch.nn.functional as F
 
 
-def heatmap_mse(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor, fg_weight: float = 0.0
-                ) -> torch.Tensor:
-    """MSE summed over stacks (intermediate supervision), averaged over labelled joints' pixels.
+def heatmap_mse(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor, fg_weight: float = 0.0,
+                scale: str = "pixel_mean") -> torch.Tensor:
+    """Squared heatmap error summed over stacks (intermediate supervision), over labelled joints only.
 
     preds: per stack (B, J, H, W); target (B, J, H, W) in [0, 1]; mask (B, J), 1 = joint labelled.
+    ``scale`` "pixel_mean": divided by (labelled joints x H x W), i.e. the mean squared error per pixel,
+    summed over stacks. "paper": Eq. 1 of Chen et al. as written, the squared L2 norm of each image's whole
+    heatmap tensor summed over images and stacks and divided by 2 M N (M images, N stacks); the 2 is Eq. 1's
+    pose + occlusion pair, kept also for a single-task G so both readings compare at fixed alpha, beta.
     ``fg_weight`` w weights each pixel's squared error by 1 + w * target: w = 0 is the paper's plain MSE; w > 0
     stops the ~99% background pixels from holding a small model at the all-zero prediction for thousands
     of steps.
@@ -18,8 +22,10 @@ def heatmap_mse(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Ten
     m = mask[:, :, None, None].to(target.dtype)
     if fg_weight:
         m = m * (1.0 + fg_weight * target)
-    denom = (mask.sum() * target.shape[-1] * target.shape[-2]).clamp_min(1.0)
-    return sum(((p.float() - target) ** 2 * m).sum() for p in preds) / denom
+    total = sum(((p.float() - target) ** 2 * m).sum() for p in preds)
+    if scale == "paper":
+        return total / (2.0 * target.shape[0] * len(preds))
+    return total / (mask.sum() * target.shape[-1] * target.shape[-2]).clamp_min(1.0)
 
 
 def joint_distances(pred_xy: torch.Tensor, gt_xy: torch.Tensor) -> torch.Tensor:

@@ -24,14 +24,27 @@ class RunLog:
                                      "(pip install tensorboard), or drop the flag") from None
             self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
 
-    def truncate_after(self, epoch: int) -> None:
-        """On resume: drop epoch records from ``epoch`` on, which the resumed run writes again."""
+    def truncate_after(self, epoch: int) -> str | None:
+        """On resume: drop epoch records from ``epoch`` on, which the resumed run writes again, and a last
+        line cut short (a crash or a full disk mid-write); returns a note on what was cut short, else None."""
         if not self.enabled or not os.path.exists(self.path):
-            return
+            return None
+        keep, broken = [], []
         with open(self.path) as f:
-            keep = [line for line in f if line.strip() and json.loads(line).get("epoch", -1) < epoch]
+            lines = [line for line in f if line.strip()]
+        for n, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if n < len(lines):  # damage before the end is not a cut-short write: keep the user's file
+                    raise UserInputError(f"{self.path}: line {n} is not JSON; repair or move the file") from None
+                broken.append(n)
+                continue
+            if record.get("epoch", -1) < epoch:
+                keep.append(line if line.endswith("\n") else line + "\n")
         with open(self.path, "w") as f:
             f.writelines(keep)
+        return f"its partial last line {broken[0]}" if broken else None
 
     def write(self, record: dict) -> None:
         """Append one record (and mirror its numbers to TensorBoard)."""

@@ -1,8 +1,12 @@
-"""One optimisation step of each method. Losses stay on the device: nothing here syncs with the host.
+"""One optimisation step of each network. Losses stay on the device: nothing here syncs with the host
+(except ``--skip_nonfinite``'s one check per update).
 
-Adversarial PoseNet's iteration (Algorithm 1 of Chen et al. 2017):
-    forward G -> P on fake, P on real -> C on fake, C on real -> G by Eq. 4
-    L_G = MSE(pose + occlusion, all stacks) + alpha * L_C + beta * L_P
+Adversarial PoseNet's iteration (Algorithm 1 of Chen et al. 2017), ``adversarial_step``:
+    1. G by the error loss alone (Eq. 1)                                  ``supervised_step``  (g_error_step)
+    2. P on G's outputs (targets p_fake) and on the truth (target 1)      ``pose_disc_step``
+    3. C on G's outputs (targets c_fake) and on the truth (target 1)      ``conf_disc_step``
+    4. G by Eq. 4: L_MSE + alpha * L_C + beta * L_P                       ``generator_step``
+The supervised baseline (Newell et al. 2016) is step 1 alone.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import torch
 from torch import nn
 
 from models import conf_disc_input, pose_disc_input
+from runtime.device import autocast, place_images
 from training.losses import confidence_fake_targets, heatmap_mse, masked_bce, pose_fake_targets
-from training.runtime import autocast
 from utils.heatmaps import decode_heatmaps_torch
 
 
@@ -26,63 +30,95 @@ class Nets:
     pose_disc: nn.Module | None = None
     conf_disc: nn.Module | None = None
 
+    def named(self) -> dict[str, nn.Module]:
+        """The networks present, by checkpoint name."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ErrorLoss:
+    """How G's heatmap error (Eq. 1) is weighted and scaled."""
+
+    fg_weight: float = 0.0  # squared errors weighted by 1 + fg_weight * target (0 = the paper's plain MSE)
+    scale: str = "pixel_mean"  # "pixel_mean" | "paper" (config.default_config: mse_scale)
+
+
+@dataclass(frozen=True)
+class AdversarialParams:
+    """The constants of Algorithm 1 (Chen et al. 2017, Sec. 2-3)."""
+
+    alpha: float  # weight of C's term in G's Eq. 4 loss
+    beta: float  # weight of P's term
+    delta: float  # p_fake = 1 where the predicted joint is within delta reference lengths of the truth
+    epsilon: float  # c_fake = 1 where the joint's heatmap is within epsilon (L2) of the truth
+    input_res: int  # network input side (px): puts joints and reference lengths in heatmap px
+    g_error_step: bool = True  # Algorithm 1's step 1
+    adv_stacks: str = "last"  # "last" | "all": which stacks' outputs P and C judge in step 4
+    gen_iters: int = 1  # G updates by Eq. 4 per iteration
+    disc_iters: int = 1  # P and C updates per iteration
+
 
 @dataclass
 class StepContext:
-    """What a step needs besides the batch."""
+    """What every update needs besides the batch: device, precision, and the update's guards."""
 
     device: torch.device
     dtype: torch.dtype | None  # autocast dtype, None = fp32
-    scaler: torch.amp.GradScaler  # active only for fp16
+    scalers: dict[str, torch.amp.GradScaler]  # one per optimiser (active only for fp16)
     grad_clip: float
     channels_last: bool
-    skip_nonfinite: bool = False  # check each loss on the host and skip updates with NaN/inf (one sync each)
-    fg_weight: float = 0.0  # heatmap_fg_weight of the config (0 = the paper's plain MSE)
+    skip_nonfinite: bool = False  # check each loss on the host and skip updates with NaN/inf
     skipped_updates: int = 0
+    agree: object = None  # callable(bool) -> bool: the decision every rank takes (DDP); None = this process's
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, "module", module)  # DDP keeps the model in .module
 
 
-def _update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, ctx: StepContext) -> None:
+def _update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, name: str, ctx: StepContext) -> None:
+    """Backward and step of one optimiser; with --skip_nonfinite a NaN/inf loss skips the update on every rank."""
     optimizer.zero_grad(set_to_none=True)
-    if ctx.skip_nonfinite and not torch.isfinite(loss).item():
-        ctx.skipped_updates += 1
-        return
-    ctx.scaler.scale(loss).backward()
+    if ctx.skip_nonfinite:
+        finite = bool(torch.isfinite(loss).item())
+        if ctx.agree is not None:  # DDP: one rank skipping while the others all-reduce would hang them all
+            finite = ctx.agree(finite)
+        if not finite:
+            ctx.skipped_updates += 1
+            return
+    scaler = ctx.scalers[name]
+    scaler.scale(loss).backward()
     if ctx.grad_clip > 0:
-        ctx.scaler.unscale_(optimizer)
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, ctx.grad_clip)
-    ctx.scaler.step(optimizer)
-    ctx.scaler.update()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def to_device(batch: dict, ctx: StepContext) -> dict:
     """Move the tensors a step uses; images to channels_last when asked."""
-    out = {k: batch[k].to(ctx.device, non_blocking=True) for k in ("image", "heatmaps", "occlusion", "annotated")}
-    if ctx.channels_last:
-        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
-    for k in ("joints", "affine", "ref_length"):
-        out[k] = batch[k].to(ctx.device, non_blocking=True)
+    out = {k: batch[k].to(ctx.device, non_blocking=True)
+           for k in ("heatmaps", "occlusion", "annotated", "joints", "affine", "ref_length")}
+    out["image"] = place_images(batch["image"], ctx.device, ctx.channels_last)
     return out
 
 
-def generator_mse(out: dict, b: dict, fg_weight: float = 0.0) -> torch.Tensor:
-    """Intermediate supervision on every stack: pose heatmaps, plus occlusion heatmaps when predicted."""
-    loss = heatmap_mse(out["pose"], b["heatmaps"], b["annotated"], fg_weight)
+def error_loss(out: dict, b: dict, loss: ErrorLoss) -> torch.Tensor:
+    """Eq. 1 with intermediate supervision on every stack: pose heatmaps, plus occlusion heatmaps when predicted."""
+    total = heatmap_mse(out["pose"], b["heatmaps"], b["annotated"], loss.fg_weight, loss.scale)
     if out["occlusion"] is not None:
-        loss = loss + heatmap_mse(out["occlusion"], b["occlusion"], b["annotated"], fg_weight)
-    return loss
+        total = total + heatmap_mse(out["occlusion"], b["occlusion"], b["annotated"], loss.fg_weight, loss.scale)
+    return total
 
 
-def supervised_step(nets: Nets, opt_g: torch.optim.Optimizer, b: dict, ctx: StepContext) -> dict[str, torch.Tensor]:
-    """Plain stacked-hourglass training: G minimises the heatmap MSE."""
+def supervised_step(g: nn.Module, opt_g: torch.optim.Optimizer, b: dict, ctx: StepContext,
+                    loss: ErrorLoss) -> dict[str, torch.Tensor]:
+    """G by the error loss alone: the stacked-hourglass baseline, and step 1 of Algorithm 1."""
     with autocast(ctx.device, ctx.dtype):
-        out = nets.generator(b["image"])
-    loss = generator_mse(out, b, ctx.fg_weight)
-    _update(loss, nets.generator.parameters(), opt_g, ctx)
-    return {"loss_mse": loss.detach()}
+        out = g(b["image"])
+    value = error_loss(out, b, loss)
+    _update(value, g.parameters(), opt_g, "generator", ctx)
+    return {"loss_mse": value.detach()}
 
 
 def reference_in_heatmap_px(b: dict, input_res: int, output_res: int) -> torch.Tensor:
@@ -106,71 +142,120 @@ def adversarial_targets(fake_pose: torch.Tensor, b: dict, delta: float, epsilon:
     return p_fake, c_fake, b["annotated"] * scored[:, None].float()
 
 
-def _disc_update(disc: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, target, mask: torch.Tensor,
-                 ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class FakeSamples:
+    """G's last-stack outputs, detached: the "fake" inputs of P and C, with their per-joint targets."""
+
+    pose: torch.Tensor  # (B, J, h, w) float32
+    occlusion: torch.Tensor | None
+    p_fake: torch.Tensor  # (B, J) 0/1
+    c_fake: torch.Tensor  # (B, J) 0/1
+    p_mask: torch.Tensor  # (B, J): annotated joints of samples with a reference length
+
+
+def fake_samples(out: dict, b: dict, adv: AdversarialParams) -> FakeSamples:
+    """Detach G's last-stack outputs and compute the paper's per-joint fake targets for them."""
+    pose = out["pose"][-1].detach().float()
+    occ = out["occlusion"][-1].detach().float() if out["occlusion"] is not None else None
+    p_fake, c_fake, p_mask = adversarial_targets(pose, b, adv.delta, adv.epsilon, adv.input_res)
+    return FakeSamples(pose, occ, p_fake, c_fake, p_mask)
+
+
+def _disc_update(disc: nn.Module, opt: torch.optim.Optimizer, name: str, x: torch.Tensor, target,
+                 mask: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
     with autocast(ctx.device, ctx.dtype):
         logits = disc(x, logits=True)
     loss = masked_bce(logits, target, mask)
-    _update(loss, disc.parameters(), opt, ctx)
+    _update(loss, disc.parameters(), opt, name, ctx)
     return loss.detach(), torch.sigmoid(logits.detach().float()).mean()
 
 
-def adversarial_step(nets: Nets, opts: dict[str, torch.optim.Optimizer], b: dict, ctx: StepContext,
-                     cfg, gen_iters: int, disc_iters: int) -> dict[str, torch.Tensor]:
-    """One iteration of Algorithm 1; returns detached per-term statistics."""
-    g, P, C = nets.generator, nets.pose_disc, nets.conf_disc
-    stats: dict[str, torch.Tensor] = {}
+def pose_disc_step(P: nn.Module, opt: torch.optim.Optimizer, b: dict, fake: FakeSamples,
+                   ctx: StepContext) -> dict[str, torch.Tensor]:
+    """P learns p_fake on G's outputs (with the image), then 1 on the truth."""
+    real_occ = b["occlusion"] if fake.occlusion is not None else None
+    stats = {}
+    stats["L_P_fake"], stats["P_fake"] = _disc_update(
+        P, opt, "pose_disc", pose_disc_input(b["image"], fake.pose, fake.occlusion), fake.p_fake, fake.p_mask, ctx)
+    stats["L_P_real"], stats["P_real"] = _disc_update(
+        P, opt, "pose_disc", pose_disc_input(b["image"], b["heatmaps"], real_occ), 1.0, b["annotated"], ctx)
+    stats["p_fake_ones"] = (fake.p_fake * fake.p_mask).sum() / fake.p_mask.sum().clamp_min(1)
+    return stats
 
-    # 1. Forward G: its last-stack outputs are the "fake" samples of both discriminators.
-    with autocast(ctx.device, ctx.dtype):
-        out = g(b["image"])
-    fake_pose = out["pose"][-1].detach().float()
-    fake_occ = out["occlusion"][-1].detach().float() if out["occlusion"] is not None else None
-    real_occ = b["occlusion"] if fake_occ is not None else None
-    p_fake, c_fake, p_mask = adversarial_targets(fake_pose, b, cfg["delta"], cfg["epsilon"], cfg["input_res"])
+
+def conf_disc_step(C: nn.Module, opt: torch.optim.Optimizer, b: dict, fake: FakeSamples,
+                   ctx: StepContext) -> dict[str, torch.Tensor]:
+    """C learns c_fake on G's outputs (heatmaps only), then 1 on the truth."""
+    real_occ = b["occlusion"] if fake.occlusion is not None else None
     mask = b["annotated"]
+    stats = {}
+    stats["L_C_fake"], stats["C_fake"] = _disc_update(
+        C, opt, "conf_disc", conf_disc_input(fake.pose, fake.occlusion), fake.c_fake, mask, ctx)
+    stats["L_C_real"], stats["C_real"] = _disc_update(
+        C, opt, "conf_disc", conf_disc_input(b["heatmaps"], real_occ), 1.0, mask, ctx)
+    stats["c_fake_ones"] = (fake.c_fake * mask).sum() / mask.sum().clamp_min(1)
+    return stats
 
-    # 2. Pose discriminator: fake (targets p_fake), then real (target 1).
-    if P is not None:
-        for _ in range(disc_iters):
-            stats["L_P_fake"], stats["P_fake"] = _disc_update(
-                P, opts["pose_disc"], pose_disc_input(b["image"], fake_pose, fake_occ), p_fake, p_mask, ctx)
-            stats["L_P_real"], stats["P_real"] = _disc_update(
-                P, opts["pose_disc"], pose_disc_input(b["image"], b["heatmaps"], real_occ), 1.0, mask, ctx)
-        stats["p_fake_ones"] = (p_fake * p_mask).sum() / p_mask.sum().clamp_min(1)
 
-    # 3. Confidence discriminator: fake (targets c_fake), then real (target 1).
-    if C is not None:
-        for _ in range(disc_iters):
-            stats["L_C_fake"], stats["C_fake"] = _disc_update(
-                C, opts["conf_disc"], conf_disc_input(fake_pose, fake_occ), c_fake, mask, ctx)
-            stats["L_C_real"], stats["C_real"] = _disc_update(
-                C, opts["conf_disc"], conf_disc_input(b["heatmaps"], real_occ), 1.0, mask, ctx)
-        stats["c_fake_ones"] = (c_fake * mask).sum() / mask.sum().clamp_min(1)
+def adversarial_terms(nets: Nets, out: dict, b: dict, adv: AdversarialParams) -> dict[str, torch.Tensor]:
+    """L_C and L_P of Eq. 4: P and C's BCE towards "real" (1) on G's outputs, for the stacks ``adv_stacks`` names
+    (averaged over them). Call under autocast; P and C are used unwrapped from DDP (G's step leaves them alone)."""
+    stacks = range(len(out["pose"])) if adv.adv_stacks == "all" else [len(out["pose"]) - 1]
+    mask, terms = b["annotated"], {}
+    for s in stacks:
+        pose, occ = out["pose"][s], out["occlusion"][s] if out["occlusion"] is not None else None
+        if nets.conf_disc is not None:
+            term = masked_bce(_unwrap(nets.conf_disc)(conf_disc_input(pose, occ), logits=True), 1.0, mask)
+            terms["L_C_gen"] = terms.get("L_C_gen", 0) + term / len(stacks)
+        if nets.pose_disc is not None:
+            logits = _unwrap(nets.pose_disc)(pose_disc_input(b["image"], pose, occ), logits=True)
+            terms["L_P_gen"] = terms.get("L_P_gen", 0) + masked_bce(logits, 1.0, mask) / len(stacks)
+    return terms
 
-    # 4. Generator by Eq. 4: MSE plus the terms that push P and C toward 1 on G's outputs.
-    # P and C are frozen (and used unwrapped from DDP) so G's step leaves them untouched.
-    frozen = [m for m in (P, C) if m is not None]
+
+def generator_step(nets: Nets, opt_g: torch.optim.Optimizer, b: dict, out: dict, ctx: StepContext,
+                   loss: ErrorLoss, adv: AdversarialParams) -> dict[str, torch.Tensor]:
+    """G by Eq. 4 on the forward pass ``out``: L_MSE + alpha * L_C + beta * L_P, with P and C frozen."""
+    frozen = [_unwrap(m) for m in (nets.pose_disc, nets.conf_disc) if m is not None]
     for m in frozen:
-        _unwrap(m).requires_grad_(False)
-    for it in range(gen_iters):
+        m.requires_grad_(False)
+    try:
+        mse = error_loss(out, b, loss)
+        with autocast(ctx.device, ctx.dtype):
+            terms = adversarial_terms(nets, out, b, adv)
+        total = mse + adv.alpha * terms.get("L_C_gen", 0.0) + adv.beta * terms.get("L_P_gen", 0.0)
+        _update(total, nets.generator.parameters(), opt_g, "generator", ctx)
+    finally:
+        for m in frozen:
+            m.requires_grad_(True)
+    return {**{k: v.detach() for k, v in terms.items()}, "loss_mse": mse.detach(), "loss_G": total.detach()}
+
+
+def adversarial_step(nets: Nets, opts: dict[str, torch.optim.Optimizer], b: dict, ctx: StepContext,
+                     loss: ErrorLoss, adv: AdversarialParams) -> dict[str, torch.Tensor]:
+    """One iteration of Algorithm 1; returns detached per-term statistics."""
+    g, stats = nets.generator, {}
+    if adv.g_error_step:  # 1. G by Eq. 1 alone
+        stats["loss_mse_step1"] = supervised_step(g, opts["generator"], b, ctx, loss)["loss_mse"]
+    with autocast(ctx.device, ctx.dtype):  # G's outputs after step 1: the fake samples of P and C
+        out = g(b["image"])
+    fake = fake_samples(out, b, adv)
+    for _ in range(adv.disc_iters):
+        if nets.pose_disc is not None:  # 2. P
+            stats.update(pose_disc_step(nets.pose_disc, opts["pose_disc"], b, fake, ctx))
+        if nets.conf_disc is not None:  # 3. C
+            stats.update(conf_disc_step(nets.conf_disc, opts["conf_disc"], b, fake, ctx))
+    for it in range(adv.gen_iters):  # 4. G by Eq. 4
         if it > 0:
             with autocast(ctx.device, ctx.dtype):
                 out = g(b["image"])
-        loss_mse = generator_mse(out, b, ctx.fg_weight)
-        loss = loss_mse
-        pose, occ = out["pose"][-1], out["occlusion"][-1] if out["occlusion"] is not None else None
-        with autocast(ctx.device, ctx.dtype):
-            if C is not None:
-                stats["L_C_gen"] = masked_bce(_unwrap(C)(conf_disc_input(pose, occ), logits=True), 1.0, mask)
-                loss = loss + cfg["alpha"] * stats["L_C_gen"]
-            if P is not None:
-                logits = _unwrap(P)(pose_disc_input(b["image"], pose, occ), logits=True)
-                stats["L_P_gen"] = masked_bce(logits, 1.0, mask)
-                loss = loss + cfg["beta"] * stats["L_P_gen"]
-        _update(loss, g.parameters(), opts["generator"], ctx)
-    for m in frozen:
-        _unwrap(m).requires_grad_(True)
-    stats["loss_mse"] = loss_mse.detach()
-    stats["loss_G"] = loss.detach()
-    return {k: v.detach() for k, v in stats.items()}
+        stats.update(generator_step(nets, opts["generator"], b, out, ctx, loss, adv))
+    return stats
+
+
+def train_step(nets: Nets, opts: dict[str, torch.optim.Optimizer], b: dict, ctx: StepContext, loss: ErrorLoss,
+               adv: AdversarialParams | None) -> dict[str, torch.Tensor]:
+    """The step of a run: Algorithm 1 when ``adv`` is given, else the supervised step."""
+    if adv is None:
+        return supervised_step(nets.generator, opts["generator"], b, ctx, loss)
+    return adversarial_step(nets, opts, b, ctx, loss, adv)

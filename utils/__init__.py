@@ -1,1 +1,2 @@
-"""Pure helpers: geometry, heatmaps, evaluation, and the user-facing error type."""
+"""Pure helpers with no project imports beyond ``utils``: geometry, heatmaps, drawing on arrays, JSON and
+folder helpers, and the user-facing error type."""

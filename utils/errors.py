@@ -8,7 +8,15 @@ from collections.abc import Callable
 
 
 class UserInputError(Exception):
-    """Bad input from the user (file, flag, checkpoint); its message is shown as a single line."""
+    """Bad input from the user (file, flag, checkpoint) or a fault to report as one line (exit code 2)."""
+
+    exit_code = 2
+
+
+class Interrupted(UserInputError):
+    """Ctrl-C: one line naming the last checkpoint, exit code 130 as a shell reports SIGINT."""
+
+    exit_code = 130
 
 
 def one_line(err: BaseException) -> str:
@@ -33,7 +41,9 @@ def one_line(err: BaseException) -> str:
 
 
 def exit_on_user_error(main: Callable[..., object]) -> Callable[..., object]:
-    """Decorate an entry point so that ``UserInputError`` prints one line ``error: ...`` and exits with 2."""
+    """Decorate an entry point: ``UserInputError`` prints one line ``error: ...`` and exits with its code (2;
+    130 for Ctrl-C); an ``OSError`` naming a file (a full disk, a read-only folder) does the same with the
+    path and the system's message, and Ctrl-C outside training exits 130 with one line too."""
 
     @functools.wraps(main)
     def wrapper(*args: object, **kwargs: object) -> object:
@@ -41,6 +51,14 @@ def exit_on_user_error(main: Callable[..., object]) -> Callable[..., object]:
             return main(*args, **kwargs)
         except UserInputError as err:
             print(f"error: {one_line(err)}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except OSError as err:
+            if err.filename is None:
+                raise
+            print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
 
     return wrapper

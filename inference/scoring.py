@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 
 from datasets.base import PoseDataset
+from inference.metrics import evaluate, format_table
 from utils.errors import UserInputError
-from utils.evaluation import evaluate, format_table
 from utils.io import write_json
 
 

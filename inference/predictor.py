@@ -15,15 +15,14 @@ import torch
 
 from config import Config
 from datasets import DATASETS
-from datasets.base import read_image
+from datasets.base import eval_crop, read_image
 from datasets.skeleton import JointSpec
-from training.checkpoint import generator_from_checkpoint, load_checkpoint
-from training.evaluation import heatmaps_to_original, predict_heatmaps
-from training.runtime import autocast_dtype, resolve_device
+from inference.predict import heatmaps_to_original, predict_heatmaps
+from inference.weights import load_generator
+from runtime.device import autocast_dtype, place_images
+from utils.drawing import YELLOW, draw_pose
 from utils.errors import UserInputError
-from utils.geometry import crop_affine
 from utils.io import write_json
-from utils.visualize import YELLOW, draw_pose
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -80,41 +79,24 @@ class Predictor:
     flip: bool = True
 
     @classmethod
-    def from_checkpoint(cls, path: str, device: str = "auto", flip: bool = True, amp: str | None = None) -> Predictor:
-        """Load ``path`` (a checkpoint or a run directory) onto ``device``; ``amp`` overrides its precision."""
-        from models import build_generator
-
-        ckpt = load_checkpoint(path)
-        dataset, spec = joint_spec_for(ckpt, path)
-        cfg, generator = generator_from_checkpoint(ckpt, build_generator, amp)
-        dev = resolve_device(device)
-        generator = generator.to(dev).eval()
-        if cfg["channels_last"]:
-            generator = generator.to(memory_format=torch.channels_last)
-        return cls(generator, cfg, dataset, spec, dev, flip)
-
-    def crop(self, image_rgb: np.ndarray, center: np.ndarray, side: float) -> tuple[torch.Tensor, np.ndarray]:
-        """(normalised (3, R, R) tensor, 2x3 affine original px -> crop px), exactly as the datasets' test crop."""
-        res = self.cfg["input_res"]
-        affine = crop_affine(center, side, res, 0.0, False)
-        crop = cv2.warpAffine(image_rgb, affine, (res, res), flags=cv2.INTER_LINEAR)
-        inv_std = 1.0 / np.asarray(self.cfg["std"], np.float32)
-        mean = np.asarray(self.cfg["mean"], np.float32)
-        gain, bias = np.ones(3, np.float32), np.zeros(3, np.float32)  # no colour jitter at test time
-        crop = crop.astype(np.float32) * (gain * inv_std / 255.0) + (bias - mean) * inv_std
-        return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))), affine
+    def from_checkpoint(cls, path: str, device: str = "auto", flip: bool = True, amp: str | None = None,
+                        trust: bool = False) -> Predictor:
+        """Load ``path`` (a checkpoint, an export or a run directory) onto ``device``; ``amp`` overrides its
+        precision."""
+        loaded = load_generator(path, device, amp, trust)
+        dataset, spec = joint_spec_for(loaded.ckpt, path)
+        return cls(loaded.generator, loaded.cfg, dataset, spec, loaded.device, flip)
 
     @torch.no_grad()
     def predict(self, image_rgb: np.ndarray, center: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
         """Joints (J, 2) in original px and their heatmap peak scores (J,) for the person in the square box."""
-        image, affine = self.crop(image_rgb, center, side)
-        images = image[None].to(self.device)
-        if self.cfg["channels_last"]:
-            images = images.contiguous(memory_format=torch.channels_last)
+        cfg = self.cfg
+        image, affine = eval_crop(image_rgb, center, side, cfg.input_res, cfg.mean, cfg.std)
+        images = place_images(image[None], self.device, cfg.channels_last)
         flip_perm = self.spec.flip_permutation() if self.flip else None
-        dtype = autocast_dtype(self.cfg["amp"], self.device)
-        heatmaps = predict_heatmaps(self.generator, images, flip_perm, self.device, dtype)
-        coords, scores = heatmaps_to_original(heatmaps, affine[None], self.cfg["input_res"])
+        heatmaps = predict_heatmaps(self.generator, images, flip_perm, self.device,
+                                    autocast_dtype(cfg.amp, self.device))
+        coords, scores = heatmaps_to_original(heatmaps, affine[None], cfg.input_res)
         return coords[0], scores[0]
 
 

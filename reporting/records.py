@@ -9,21 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 from collections import defaultdict
 
 import numpy as np
-import torch
 
-from training.runtime import cpu_model_name
+from runtime.system import machine_description
 from utils.errors import UserInputError
-
-
-def machine_description() -> str:
-    """One line naming the CPU model, core count, GPU (if any) and torch version of this machine."""
-    cpu = cpu_model_name()
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def _read_json(path: str, what: str) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.skeleton import LSP_TORSO_DIAGONALS, JointSpec
+from datasets.skeleton import JointSpec
 
 
 def normalized_distances(pred: np.ndarray, gt: np.ndarray, ref_length: np.ndarray) -> np.ndarray:
@@ -16,18 +16,6 @@ def normalized_distances(pred: np.ndarray, gt: np.ndarray, ref_length: np.ndarra
     err = np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(gt, np.float64), axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return err / np.asarray(ref_length, np.float64)[:, None]
-
-
-def lsp_torso_lengths(gt: np.ndarray, annotated: np.ndarray) -> np.ndarray:
-    """PCK reference per sample: ||l_shoulder - r_hip||, else ||r_shoulder - l_hip||, else NaN.
-
-    gt: (N, 14, 2) LSP joint order; annotated: (N, 14) bool. Returns (N,).
-    """
-    out = np.full(len(gt), np.nan)
-    for a, b in reversed(LSP_TORSO_DIAGONALS):  # the first diagonal wins when both are whole
-        whole = annotated[:, a] & annotated[:, b]
-        out[whole] = np.linalg.norm(gt[whole, a] - gt[whole, b], axis=-1)
-    return out
 
 
 def counted_joints(annotated: np.ndarray, ref_length: np.ndarray) -> np.ndarray:

@@ -1,0 +1,152 @@
+"""Flags of train_supervised.py and train_adversarial.py, and their mapping onto the config and the RunSpec.
+
+Every flag that changes what is trained is an override of a config key (``FLAG_TO_KEY``, ``SWITCH_TO_KEY``),
+so ``config.json``, checkpoints and result records describe the run completely. Paths, resuming and fault
+handling go into the ``RunSpec``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from config import Config, config_from_dict, load_config, parse_overrides, preset_name
+from config.default_config import CHOICES
+from datasets import DATASETS, DEFAULT_VAL_SPLIT
+from inference.weights import load_checkpoint
+from training.loop import RunSpec
+from utils.errors import UserInputError
+
+# flag -> config key for flags that set a value (None = not given on the command line)
+FLAG_TO_KEY = {"batch_size": "batch_size", "lr": "lr", "epochs": "epochs", "optimizer_type": "optimizer",
+               "print_every": "print_every", "seed": "seed", "workers": "workers", "amp": "amp", "loss": "loss",
+               "alpha": "alpha", "beta": "beta", "pretrained": "pretrained"}
+# store_true flag -> (config key, value it sets)
+SWITCH_TO_KEY = {"compile": ("compile", True), "no_occlusion": ("predict_occlusion", False),
+                 "no_pose_disc": ("use_pose_disc", False), "no_conf_disc": ("use_conf_disc", False)}
+
+
+def training_parser(description: str, method: str) -> argparse.ArgumentParser:
+    """Parser with every flag of the ``method`` trainer."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(method=method)
+    p.add_argument("--dataset", default=None,
+                   help=f"one of: {', '.join(DATASETS)} (default: synthetic, or the --resume checkpoint's)")
+    p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic; --resume remembers it)")
+    p.add_argument("--modelName", default=None,
+                   help="run name, a plain folder name: writes <save_root>/<modelName>/ (default: run, or the "
+                        "--resume checkpoint's folder)")
+    p.add_argument("--save_root", default="trainmodel", help="parent folder of run directories")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in a run directory that holds a run: its files are moved to <run>.old-<time>/")
+    p.add_argument("--config", default="config.default_config", help="preset module, e.g. config.cpu_small")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config entry")
+    p.add_argument("--batch_size", type=int, default=None, help="images per step (config: batch_size)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of G (config: lr)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (config: epochs)")
+    p.add_argument("--optimizer_type", choices=CHOICES["optimizer"], default=None, help="config: optimizer")
+    p.add_argument("--loss", choices=CHOICES["loss"], default=None, help="heatmap loss (config: loss; the paper's mse)")
+    p.add_argument("--print_every", type=int, default=None, help="iterations between loss read-backs and log lines")
+    p.add_argument("--train_split", default=None, help="split to train on (default: train)")
+    p.add_argument("--val_split", default=None, help="split to validate on (default: the dataset's val/test split)")
+    p.add_argument("--use_gpu", type=int, choices=[0, 1], default=None, help="seed-style: 1 = cuda:<gpu_device>")
+    p.add_argument("--gpu_device", type=int, default=0, help="seed-style GPU index used with --use_gpu 1")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (wins over --use_gpu)")
+    p.add_argument("--resume", default=None,
+                   help="run directory (its last.pt) or checkpoint to continue exactly; dataset, path, splits and "
+                        "sample limits default to the checkpoint's")
+    p.add_argument("--trust_checkpoint", action="store_true",
+                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (config: seed)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (config: workers)")
+    p.add_argument("--max_train_samples", type=int, default=None, help="train on the first N samples only")
+    p.add_argument("--max_val_samples", type=int, default=None, help="validate on the first N samples only")
+    p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="mixed precision (config: amp)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks (config: compile)")
+    p.add_argument("--skip_nonfinite", action="store_true", help="skip updates whose loss is NaN/inf")
+    p.add_argument("--skip_bad_images", action="store_true", help="skip unreadable images, count them in the log")
+    p.add_argument("--tensorboard", action="store_true", help="also log to run_dir/tensorboard")
+    if method == "adversarial":
+        p.add_argument("--pretrained", default=None, help="initialise G from this (supervised) checkpoint "
+                                                         "(config: pretrained)")
+        p.add_argument("--alpha", type=float, default=None, help="weight of C's term in G's loss (config: alpha)")
+        p.add_argument("--beta", type=float, default=None, help="weight of P's term in G's loss (config: beta)")
+        p.add_argument("--no_pose_disc", action="store_true", help="ablation: drop P (config: use_pose_disc)")
+        p.add_argument("--no_conf_disc", action="store_true", help="ablation: drop C (config: use_conf_disc)")
+        p.add_argument("--no_occlusion", action="store_true",
+                       help="ablation: G predicts pose heatmaps only (config: predict_occlusion)")
+    return p
+
+
+def resumed_run(args: argparse.Namespace) -> dict | None:
+    """The small part of the --resume checkpoint the flags default to (loaded once), or None without --resume."""
+    if not args.resume:
+        return None
+    if getattr(args, "_resumed_run", None) is None:
+        ckpt = load_checkpoint(args.resume, args.trust_checkpoint)
+        args._resumed_run = {k: ckpt.get(k) for k in ("config", "dataset", "data")}
+    return args._resumed_run
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """Preset + flags + --set; on --resume the checkpoint's config + only the flags given now.
+    ``method`` is the entry script's and cannot be overridden."""
+    overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag, None) is not None}
+    overrides.update({key: value for flag, (key, value) in SWITCH_TO_KEY.items() if getattr(args, flag, False)})
+    overrides.update(parse_overrides(args.set))
+    if overrides.get("method", args.method) != args.method:
+        raise UserInputError(f"--set method={overrides['method']}: this script trains method={args.method}; "
+                             f"use train_{overrides['method']}.py")
+    overrides["method"] = args.method
+    if overrides.get("pretrained") and args.resume:
+        raise UserInputError("--pretrained and --resume exclude each other (resume restores G already)")
+    saved = resumed_run(args)
+    if saved is not None:
+        return config_from_dict({**config_from_dict(saved["config"] or {}), **overrides})
+    return load_config(preset_name(args.config), overrides)
+
+
+def device_flag(args: argparse.Namespace) -> str:
+    """The one mapping of the device flags: --device, else the seed-style --use_gpu/--gpu_device, else auto."""
+    if args.device:
+        return args.device
+    if args.use_gpu is not None:
+        return f"cuda:{args.gpu_device}" if args.use_gpu else "cpu"
+    return "auto"
+
+
+def plain_name(name: str) -> str:
+    """``--modelName`` must name a folder inside ``--save_root``: no path separators, no '.' or '..'."""
+    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+        raise UserInputError(f"--modelName: '{name}' must be a plain folder name (no '/', not '.' or '..'); "
+                             f"use --save_root for the parent folder")
+    return name
+
+
+def run_spec(args: argparse.Namespace) -> RunSpec:
+    """The non-config part of a run from the parsed flags (on --resume, unset data flags from the checkpoint)."""
+    saved = resumed_run(args) or {}
+    data = saved.get("data") or {}
+    dataset = args.dataset or saved.get("dataset") or "synthetic"
+    if args.resume and os.path.isdir(args.resume):
+        run_dir = args.resume
+    elif args.resume and args.modelName is None:
+        run_dir = os.path.dirname(os.path.abspath(args.resume))  # continue beside the checkpoint
+    else:
+        run_dir = os.path.join(args.save_root, plain_name(args.modelName or "run"))
+
+    def pick(flag: str, default=None):
+        value = getattr(args, flag)
+        return value if value is not None else data.get(flag, default)
+
+    for flag in ("max_train_samples", "max_val_samples"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UserInputError(f"--{flag}: must be at least 1, got {getattr(args, flag)}")
+    val_split = pick("val_split") if dataset == saved.get("dataset") else args.val_split
+    return RunSpec(
+        dataset=dataset, path=pick("path"), train_split=pick("train_split", "train") or "train",
+        val_split=val_split or DEFAULT_VAL_SPLIT.get(dataset, "val"), run_dir=run_dir, device=device_flag(args),
+        resume=args.resume, overwrite=args.overwrite, trust_checkpoint=args.trust_checkpoint,
+        max_train_samples=pick("max_train_samples"), max_val_samples=pick("max_val_samples"),
+        skip_nonfinite=args.skip_nonfinite, skip_bad_images=args.skip_bad_images, tensorboard=args.tensorboard,
+    )

@@ -1,0 +1,81 @@
+"""The host process: seeding, glibc and OpenCV tuning for DataLoader workers, and what machine this is."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import random
+import sys
+
+import cv2
+import numpy as np
+import torch
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what ``platform`` knows where that file is missing."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """One line naming the CPU model, core count, GPU (if any) and torch version of this machine."""
+    cpu = cpu_model_name()
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def tune_malloc() -> bool:
+    """Make glibc keep freed memory for reuse: no mmap per large block, no trimming of the heap top.
+
+    The same as ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<huge>`` but applied from inside the process, so
+    DataLoader workers and the trainer get it without a wrapper script. Without it every large buffer (a
+    256x256 crop, a batch's activations) is fresh zero pages from the kernel: 10-15% of a CPU training step
+    at 256 input / batch 8, half of a cached input pipeline's rate (docs/performance.md). Memory then stays
+    at its peak instead of being returned between steps. Does nothing off glibc or when either variable
+    is set (to opt out: ``MALLOC_MMAP_MAX_=65536``, glibc's default). Returns whether it applied.
+    """
+    if not sys.platform.startswith("linux") or any(k in os.environ for k in MALLOC_ENV):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))  # -1: never trim
+    except (OSError, AttributeError):  # musl or another libc without mallopt
+        return False
+
+
+def single_threaded_opencv() -> None:
+    """One OpenCV thread, set in the parent before DataLoader workers fork (they inherit it): the workers
+    already use every core, extra threads only contend. Never call ``cv2.setNumThreads`` in a worker: in a
+    forked child it deadlocks once the parent's OpenCV thread pool has run (its condition variables still
+    count the parent's threads)."""
+    cv2.setNumThreads(1)
+
+
+def worker_init(_: int) -> None:
+    """DataLoader worker start: glibc told to reuse freed memory (fresh pages for every sample's buffers
+    halve a worker's rate)."""
+    tune_malloc()
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; optionally force deterministic kernels (bit-exact CPU resume)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
