@@ -14,6 +14,7 @@ from collections import defaultdict
 import numpy as np
 
 from runtime.system import machine_description
+from runtime.versions import package_versions
 from utils.errors import UserInputError
 
 
@@ -40,7 +41,7 @@ def run_record(metrics_path: str, run_dir: str, method: str, seed: int, epochs: 
         "metric": metrics["metric"], "dataset": metrics.get("dataset"), "split": metrics.get("split"),
         "per_joint": metrics["per_joint"], "mean": metrics["mean"], "count": metrics["count"],
         "visibility": metrics.get("visibility"), "wall_seconds": round(wall_seconds, 1),
-        "machine": machine_description(), "run_dir": run_dir, "config": config,
+        "machine": machine_description(), "packages": package_versions(), "run_dir": run_dir, "config": config,
     }
 
 

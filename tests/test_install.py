@@ -1,4 +1,4 @@
-"""scripts/install.sh against a fake interpreter (no network), the lock file, utils/versions.py, LICENSE, CITATION."""
+"""scripts/install.sh against a fake interpreter (no network), the lock file, runtime/versions.py, LICENSE, CITATION."""
 
 import json
 import os
@@ -9,7 +9,7 @@ from importlib import metadata
 
 import pytest
 
-from utils.versions import PACKAGES, package_versions
+from runtime.versions import PACKAGES, package_versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,7 +136,7 @@ def test_lock_pins_exactly_the_direct_dependencies():
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+]*", line) for line in lines), lines
     direct = _requirement_names("requirements.txt") | _requirement_names("requirements-dev.txt")
     assert _names(lines) == direct and len(lines) == len(direct)
-    assert set(PACKAGES) == direct  # utils/versions.py reports the same packages
+    assert set(PACKAGES) == direct  # runtime/versions.py reports the same packages
 
 
 def test_package_versions_reports_installed_builds():
