@@ -1,0 +1,62 @@
+"""Convert the official MPII annotations into the stacked-hourglass files ``annot/{train,valid,test}.h5``.
+
+    python scripts/prepare_mpii.py --mat mpii_human_pose_v1_u12_1.mat --out data/mpii/annot
+    python scripts/prepare_mpii.py --mat ... --out ... --valid_from other/valid.h5 --overwrite
+
+The validation people are Tompson et al.'s 2958 (datasets/data/mpii_valid_people.csv) unless --valid_from names a
+valid.h5 to take them from. Conventions and split rules: datasets/mpii_official.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from datasets.mpii_official import (  # noqa: E402
+    build_splits,
+    check_mat_path,
+    load_release,
+    read_valid_csv,
+    read_valid_h5,
+    write_h5,
+)
+from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
+from utils.io import ensure_writable_dir  # noqa: E402
+
+SPLITS = ("train", "valid", "test")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mat", required=True, help="the official mpii_human_pose_v1_u12_1.mat")
+    p.add_argument("--out", required=True, help="folder to write train.h5, valid.h5 and test.h5 in (<root>/annot)")
+    p.add_argument("--valid_from", default=None, help="take the validation (index, person) pairs from this valid.h5")
+    p.add_argument("--overwrite", action="store_true", help="replace existing h5 files in --out")
+    return p.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict[str, str]:
+    """Write the three files; returns split -> path."""
+    args = parse_args(argv)
+    check_mat_path(args.mat)
+    valid = read_valid_h5(args.valid_from) if args.valid_from else read_valid_csv()
+    paths = {split: os.path.join(args.out, f"{split}.h5") for split in SPLITS}
+    existing = [path for path in paths.values() if os.path.exists(path)]
+    if existing and not args.overwrite:
+        raise UserInputError(f"--out: {existing[0]} exists (pass --overwrite to replace it)")
+    release = load_release(args.mat)
+    splits = build_splits(release, valid)
+    ensure_writable_dir(args.out, "--out")
+    for split, arrays in splits.items():
+        write_h5(paths[split], arrays)
+        print(f"{split}: {len(arrays['index'])} people -> {paths[split]}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()
