@@ -1,10 +1,13 @@
-"""Dataset name -> class table and ``build_dataset``, which turns a config into constructor arguments."""
+"""Datasets: each one's files -> ``Annotations`` in original-image px, and one sample pipeline for all.
+
+``base``: the pipeline (affine crop, normalisation, heatmaps) and ``eval_crop``; ``mpii``, ``lsp``
+(LSP, LSPET), ``synthetic``: the loaders; ``skeleton``: joint names, flips, limbs, metric groups;
+``sampler``: the epoch-seeded sharded sampler. Here: the name -> class table and ``build_dataset``,
+which turns a config into constructor arguments."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from config import Config
 from datasets.base import Augmentation, PoseDataset
 from datasets.lsp import LSPDataset, LSPETDataset
 from datasets.mpii import MPIIDataset
@@ -29,35 +32,35 @@ def dataset_class(name: str) -> type[PoseDataset]:
     return DATASETS[name]
 
 
-def build_dataset(name: str, path: str | None, split: str, cfg: Mapping[str, Any], train: bool) -> PoseDataset:
+def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: bool) -> PoseDataset:
     """Dataset ``name`` at ``path`` (unused for synthetic); ``train`` turns augmentation on."""
     cls = dataset_class(name)
     pipeline = {
-        "input_res": cfg["input_res"],
-        "output_res": cfg["output_res"],
-        "sigma": cfg["sigma"],
-        "mean": cfg["mean"],
-        "std": cfg["std"],
-        "seed": cfg["seed"],
+        "input_res": cfg.input_res,
+        "output_res": cfg.output_res,
+        "sigma": cfg.sigma,
+        "mean": cfg.mean,
+        "std": cfg.std,
+        "seed": cfg.seed,
         "augmentation": Augmentation(
-            rotation=cfg["rotation"],
-            scale_min=cfg["scale_min"],
-            scale_max=cfg["scale_max"],
-            flip=cfg["flip"],
-            color_jitter=cfg["color_jitter"],
+            rotation=cfg.rotation,
+            scale_min=cfg.scale_min,
+            scale_max=cfg.scale_max,
+            flip=cfg.flip,
+            color_jitter=cfg.color_jitter,
         )
         if train
         else None,
     }
     if name == "synthetic":
-        size = cfg["synthetic_train_size"] if split == "train" else cfg["synthetic_val_size"]
-        ds = cls(split=split, size=size, base_seed=cfg["synthetic_seed"], canvas=cfg["synthetic_canvas"],
-                 box_margin=cfg["box_margin"], **pipeline)
+        size = cfg.synthetic_train_size if split == "train" else cfg.synthetic_val_size
+        ds = cls(split=split, size=size, base_seed=cfg.synthetic_seed, canvas=cfg.synthetic_canvas,
+                 box_margin=cfg.box_margin, **pipeline)
     elif name == "mpii":
         ds = cls(root=_need_path(path, name), split=split, **pipeline)
     else:
-        ds = cls(root=_need_path(path, name), split=split, box_margin=cfg["box_margin"], **pipeline)
-    if cfg["cache_images"]:
+        ds = cls(root=_need_path(path, name), split=split, box_margin=cfg.box_margin, **pipeline)
+    if cfg.cache_images:
         ds.cache_images()
     return ds
 

@@ -24,7 +24,12 @@ def _read(f: h5py.File, key: str, path: str, shape_tail: tuple[int, ...]) -> np.
 
 
 def load_mpii_annotations(path: str) -> Annotations:
-    """Read one h5 file. Person box: centre y += 15 scale, side = 1.25 x 200 x scale (Newell et al.)."""
+    """Read one h5 file. Person box: the file's ``center``, side 200 x ``scale`` px.
+
+    The stacked-hourglass h5 files already hold Newell et al.'s adjustment of the official annotation
+    (centre y + 15 s, scale x 1.25, so fewer feet are cut off): in the real valid.h5 every
+    ``center_y - 12 scale`` is a whole pixel, the official ``objpos``. ``scripts/prepare_mpii.py`` writes
+    it the same way, so it is not applied again here."""
     if not os.path.isfile(path):
         raise UserInputError(f"MPII annotation file not found: {path} (expected annot/<split>.h5)")
     try:
@@ -42,13 +47,12 @@ def load_mpii_annotations(path: str) -> Annotations:
     if not (len(scales) == len(parts) == len(visible) == len(normalize) == len(names) == n):
         raise UserInputError(f"{path}: datasets have different lengths (expected one entry per person)")
     annotated = ~np.all(parts == 0, axis=-1)  # MPII marks a missing joint with (0, 0)
-    centers = centers + np.stack([np.zeros(n), 15.0 * scales], axis=1)
     return Annotations(
         joints=parts,
         annotated=annotated,
         visible=annotated & (visible > 0),
         centers=centers,
-        box_sizes=200.0 * 1.25 * scales,
+        box_sizes=200.0 * scales,
         ref_lengths=normalize,
         image_names=names,
     )

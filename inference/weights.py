@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,8 @@ def load_checkpoint(path: str, trust: bool = False) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not _written_by_torch(path):  # torch reports any undecodable file as a refused pickle
+            raise UserInputError(f"cannot load checkpoint {path}: not a file written by torch.save") from None
         if not trust:
             raise UserInputError(f"{path} holds objects other than tensors and plain values (an old checkpoint "
                                  f"format, or a crafted file): refused; pass --trust_checkpoint to load it "
@@ -50,6 +53,17 @@ def load_checkpoint(path: str, trust: bool = False) -> dict:
     if not isinstance(ckpt, dict) or "generator" not in ckpt or "model_args" not in ckpt:
         raise UserInputError(f"{path} is not a checkpoint of this project (no generator / model_args)")
     return ckpt
+
+
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # opens torch.save's pre-1.6 (non-zip) format
+
+
+def _written_by_torch(path: str) -> bool:
+    """Whether ``path`` is in one of torch.save's formats (a zip archive, or the legacy pickle stream)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return _LEGACY_MAGIC in f.read(32)
 
 
 def _full_load(path: str) -> dict:

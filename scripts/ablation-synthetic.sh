@@ -19,7 +19,7 @@ RUNS=${RUNS:-trainmodel/ablation-synthetic}
 OUTPUTS=${OUTPUTS:-outputs/ablation-synthetic}
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 mkdir -p "$RESULTS" "$RUNS"
-common=(--dataset synthetic --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS" --epochs "$EPOCHS"
+common=(--dataset synthetic --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS" --overwrite --epochs "$EPOCHS"
         --max_train_samples "$TRAIN_SAMPLES" --max_val_samples "$VAL_SAMPLES" --set "lr_milestones=[$EPOCHS]")
 
 for seed in $SEEDS; do

@@ -34,7 +34,7 @@ if [ "$HALF" -lt 1 ] || [ "$DROP" -le "$HALF" ]; then
 fi
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 mkdir -p "$RESULTS" "$RUNS"
-common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS"
+common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS" --overwrite
         --train_split train --set cache_images=True ${TRAIN_SAMPLES:+--max_train_samples "$TRAIN_SAMPLES"})
 
 test_and_record() {  # name method seed start_seconds start_epoch

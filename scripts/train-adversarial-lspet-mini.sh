@@ -4,6 +4,7 @@
 #   CKPT=trainmodel/lspet-mini-adversarial/best.pt DATASET=lspet DATA=../shared/data/lspet-mini SPLIT=val \
 #   OUT=outputs/lspet-mini-adversarial scripts/test-adversarial.sh
 # The loss weights stay at the config defaults; to change them add --alpha (C, 1/220) / --beta (P, 1/180).
+# Extra flags are passed on, e.g. --resume trainmodel/<name> to continue, --overwrite to start again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # glibc returns large activation buffers to the OS after every step unless told not to (~30% on CPU)
@@ -17,4 +18,5 @@ python3 train_adversarial.py \
   --train_split train \
   --device cpu \
   --seed "${SEED:-0}" \
-  --set cache_images=True
+  --set cache_images=True \
+  "$@"

@@ -5,6 +5,7 @@
 # The loss weights stay at the config defaults; to change them add the flags:
 #   --alpha 0.004545   # weight of the confidence-discriminator term C (config default 1/220)
 #   --beta 0.005556    # weight of the pose-discriminator term P (config default 1/180)
+# Extra flags are passed on, e.g. --resume trainmodel/<name> to continue, --overwrite to start again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 train_adversarial.py \
@@ -22,4 +23,5 @@ python3 train_adversarial.py \
   --train_split train \
   --device "${DEVICE:-auto}" \
   --workers "${WORKERS:-8}" \
-  --seed "${SEED:-0}"
+  --seed "${SEED:-0}" \
+  "$@"

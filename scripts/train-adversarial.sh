@@ -6,6 +6,7 @@
 #   --alpha 0.004545   # weight of the confidence-discriminator term C (config default 1/220)
 #   --beta 0.005556    # weight of the pose-discriminator term P (config default 1/180)
 # Fig. 9 ablations: add --no_occlusion (Single+Dis), --no_pose_disc or --no_conf_disc.
+# Extra flags are passed on, e.g. --resume trainmodel/<name> to continue, --overwrite to start again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 train_adversarial.py \
@@ -22,4 +23,5 @@ python3 train_adversarial.py \
   --train_split train \
   --device "${DEVICE:-auto}" \
   --workers "${WORKERS:-8}" \
-  --seed "${SEED:-0}"
+  --seed "${SEED:-0}" \
+  "$@"

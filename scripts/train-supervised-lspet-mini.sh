@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The small CPU model on the 2000 real LSPET photos shared beside the repository (train = first 1800).
+# Extra flags are passed on, e.g. --resume trainmodel/<name> to continue, --overwrite to start again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
@@ -18,4 +19,5 @@ python3 test.py \
   --dataset lspet \
   --path "${DATA:-../shared/data/lspet-mini}" \
   --split val \
-  --output "outputs/${NAME:-lspet-mini-supervised}"
+  --output "outputs/${NAME:-lspet-mini-supervised}" \
+  "$@"

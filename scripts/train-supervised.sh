@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Supervised stacked-hourglass baseline on MPII (Newell et al.'s 8-stack model; use config.default_config
 # for the paper's 4-stack 512-channel generator). Every flag is visible; edit or override with env vars.
+# Extra flags are passed on, e.g. --resume trainmodel/<name> to continue, --overwrite to start again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 train_supervised.py \
@@ -17,4 +18,5 @@ python3 train_supervised.py \
   --train_split train \
   --device "${DEVICE:-auto}" \
   --workers "${WORKERS:-8}" \
-  --seed "${SEED:-0}"
+  --seed "${SEED:-0}" \
+  "$@"

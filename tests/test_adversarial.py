@@ -6,6 +6,7 @@ Everything runs on CPU with ``config.tiny`` (16 joints, 64 px input, 16 px heatm
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -16,24 +17,27 @@ import test as test_entry
 import train_adversarial
 import train_supervised
 from config import load_config
+from inference.weights import load_checkpoint
 from models import count_parameters
-from training.checkpoint import load_checkpoint
-from training.loop import RunSpec, Trainer, build_nets, load_pretrained_generator, model_args
+from training.build import adversarial_params, build_nets, error_loss_params, generator_args
+from training.checkpoint import load_pretrained_generator
+from training.loop import build_run, checkpoint
 from training.losses import confidence_fake_targets, masked_bce, pose_fake_targets
-from training.steps import Nets, StepContext, adversarial_step, adversarial_targets
+from training.steps import Nets, StepContext, adversarial_step, adversarial_targets, to_device, train_step
 
 J = 16  # joints of the synthetic dataset (MPII layout)
 
 
-
-
-def _spec(tmp_path=None, **kw) -> RunSpec:
-    return RunSpec(method=kw.pop("method", "adversarial"), dataset="synthetic", path=None, train_split="train",
-                   val_split="val", run_dir=str(tmp_path or "unused"), device="cpu", **kw)
-
-
 def _ctx() -> StepContext:
-    return StepContext(torch.device("cpu"), None, torch.amp.GradScaler("cpu", enabled=False), 0.0, False)
+    scalers = {k: torch.amp.GradScaler("cpu", enabled=False) for k in ("generator", "pose_disc", "conf_disc")}
+    return StepContext(torch.device("cpu"), None, scalers, 0.0, False)
+
+
+def _step(nets: Nets, opts: dict, b: dict, cfg) -> dict:
+    """One iteration of Algorithm 1 as these tests knew it before step 1 (``g_error_step``) existed: P, C, then
+    one G update by Eq. 4 (one P/C and one G update per iteration)."""
+    adv = dataclasses.replace(adversarial_params(cfg), g_error_step=False, gen_iters=1, disc_iters=1)
+    return adversarial_step(nets, opts, b, _ctx(), error_loss_params(cfg), adv)
 
 
 def _batch(n: int = 4, res: int = 64, out: int = 16) -> dict:
@@ -55,7 +59,7 @@ def _batch(n: int = 4, res: int = 64, out: int = 16) -> dict:
 
 def _tiny_nets(cfg, seed: int = 0) -> Nets:
     torch.manual_seed(seed)
-    return build_nets(cfg, J, _spec())[0]
+    return build_nets(cfg, J)[0]
 
 
 def _opts(nets: Nets) -> dict:
@@ -170,7 +174,7 @@ def _spy_step(nets: Nets, cfg, b: dict) -> dict:
     opts["pose_disc"].register_step_post_hook(after_disc_step)
     opts["conf_disc"].register_step_post_hook(after_disc_step)
     opts["generator"].register_step_pre_hook(before_g_step)
-    seen["stats"] = adversarial_step(nets, opts, b, _ctx(), cfg, gen_iters=1, disc_iters=1)
+    seen["stats"] = _step(nets, opts, b, cfg)
     seen["g_after"] = _params(g)
     seen["disc_after"] = {"P": _params(P), "C": _params(C)}
     return seen
@@ -218,7 +222,7 @@ def test_each_loss_of_algorithm_1_gets_its_targets_and_mask(monkeypatch):
     with torch.no_grad():
         fake = nets.generator(b["image"])["pose"][-1]  # BN in train mode: the step's own forward sees the same
     p_fake, c_fake, p_mask = adversarial_targets(fake, b, cfg.delta, cfg.epsilon, cfg.input_res)
-    adversarial_step(nets, _opts(nets), b, _ctx(), cfg, gen_iters=1, disc_iters=1)
+    _step(nets, _opts(nets), b, cfg)
     assert len(calls) == 6
     (_, t0, m0), (_, t1, m1), (_, t2, m2), (_, t3, m3), (g4, t4, m4), (g5, t5, m5) = calls
     assert torch.equal(t0, p_fake) and torch.equal(m0, p_mask) and m0[1].eq(0).all()
@@ -284,7 +288,7 @@ def _parsed(module, *flags) -> tuple:
     """(cfg, spec) the entry script would train with, without training."""
     captured = {}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(module, "run", lambda cfg, spec: captured.update(cfg=cfg, spec=spec))
+        mp.setattr(module, "train", lambda cfg, spec: captured.update(cfg=cfg, spec=spec))
         module.main(["--config", "config.tiny", "--dataset", "synthetic", "--device", "cpu", *flags])
     return captured["cfg"], captured["spec"]
 
@@ -297,8 +301,8 @@ def test_fig9_variants_are_constructible():
         "Multi+Dis": (train_adversarial, [], True, True),
     }
     for name, (module, flags, occlusion, discs) in variants.items():
-        cfg, spec = _parsed(module, *flags)
-        nets, args = build_nets(cfg, J, spec)
+        cfg, _ = _parsed(module, *flags)
+        nets, args = build_nets(cfg, J)
         assert nets.generator.predict_occlusion is occlusion, name
         assert hasattr(nets.generator, "occlusion_heads") is occlusion, name
         assert (nets.pose_disc is not None, nets.conf_disc is not None) == (discs, discs), name
@@ -309,11 +313,11 @@ def test_fig9_variants_are_constructible():
 
 
 def test_no_occlusion_removes_exactly_the_occlusion_modules():
-    full_cfg, full_spec = _parsed(train_adversarial)
-    full = build_nets(full_cfg, J, full_spec)[0]
-    cfg, spec = _parsed(train_adversarial, "--no_occlusion")
+    full_cfg, _ = _parsed(train_adversarial)
+    full = build_nets(full_cfg, J)[0]
+    cfg, _ = _parsed(train_adversarial, "--no_occlusion")
     assert cfg.predict_occlusion is False
-    single = build_nets(cfg, J, spec)[0]
+    single = build_nets(cfg, J)[0]
     occ_modules = [full.generator.occlusion_heads, full.generator.merge_occlusion]
     assert count_parameters(full.generator) - count_parameters(single.generator) == sum(
         count_parameters(m) for m in occ_modules)
@@ -325,7 +329,7 @@ def test_no_occlusion_removes_exactly_the_occlusion_modules():
     assert count_parameters(full.pose_disc) - count_parameters(single.pose_disc) == first_conv
     assert count_parameters(full.conf_disc) - count_parameters(single.conf_disc) == first_conv
     # and the adversarial step runs without occlusion maps
-    stats = adversarial_step(single, _opts(single), _batch(), _ctx(), cfg, 1, 1)
+    stats = _step(single, _opts(single), _batch(), cfg)
     assert all(torch.isfinite(v) for v in stats.values())
 
 
@@ -335,14 +339,15 @@ def test_no_occlusion_removes_exactly_the_occlusion_modules():
 def test_dropping_a_discriminator_removes_its_net_optimiser_checkpoint_entry_and_loss_terms(
         tmp_path, flag, dropped, kept, prefix):
     cfg, spec = _parsed(train_adversarial, flag, "--save_root", str(tmp_path), "--modelName", "abl")
-    assert getattr(spec, f"use_{dropped}") is False and getattr(spec, f"use_{kept}") is True
-    trainer = Trainer(cfg, spec)
-    assert getattr(trainer.nets, dropped) is None and getattr(trainer.nets, kept) is not None
-    assert set(trainer.optims) == {"generator", kept} == set(trainer.schedulers)
-    ckpt = trainer.checkpoint()
+    assert getattr(cfg, f"use_{dropped}") is False and getattr(cfg, f"use_{kept}") is True
+    run = build_run(cfg, spec)
+    assert getattr(run.nets, dropped) is None and getattr(run.nets, kept) is not None
+    assert set(run.optims) == {"generator", kept} == set(run.schedulers) == set(run.ctx.scalers)
+    ckpt = checkpoint(run)
     assert dropped not in ckpt and kept in ckpt and "generator" in ckpt
-    assert dropped not in ckpt["optimizers"] and dropped not in ckpt["net_args"]
-    stats = trainer._step(next(iter(trainer.train_loader)))
+    assert dropped not in ckpt["optimizers"] and dropped not in ckpt["net_args"] and dropped not in ckpt["scalers"]
+    batch = to_device(next(iter(run.train_loader)), run.ctx)
+    stats = train_step(run.nets, run.optims, batch, run.ctx, error_loss_params(cfg), adversarial_params(cfg))
     assert not any(k.startswith((f"L_{prefix}", f"{prefix}_", f"{prefix.lower()}_fake")) for k in stats)
     other = "C" if prefix == "P" else "P"
     assert {f"L_{other}_fake", f"L_{other}_real", f"L_{other}_gen", f"{other}_fake", f"{other}_real"} <= set(stats)
@@ -352,11 +357,11 @@ def test_dropping_a_discriminator_removes_its_net_optimiser_checkpoint_entry_and
 
 def test_pretrained_single_task_checkpoint_initialises_a_multi_task_g(tmp_path):
     """Single (supervised, no occlusion) -> Multi+Dis: shared weights copied, occlusion modules left fresh."""
-    single_cfg = load_config("tiny", {"predict_occlusion": False})
+    single_cfg = load_config("tiny", {"predict_occlusion": False, "method": "supervised"})
     torch.manual_seed(1)
-    single = build_nets(single_cfg, J, _spec(method="supervised"))[0].generator
+    single = build_nets(single_cfg, J)[0].generator
     path = tmp_path / "single.pt"
-    torch.save({"generator": single.state_dict(), "model_args": model_args(single_cfg, J)}, path)
+    torch.save({"generator": single.state_dict(), "model_args": generator_args(single_cfg, J)}, path)
     multi = _tiny_nets(load_config("tiny")).generator
     fresh = load_pretrained_generator(multi, str(path))
     assert fresh and all("occlusion" in k for k in fresh)
@@ -415,11 +420,11 @@ def test_adversarial_run_from_a_supervised_checkpoint(tmp_path):
     train_supervised.main(["--config", "config.tiny", "--dataset", "synthetic", "--save_root", str(tmp_path),
                            "--modelName", "sup", "--device", "cpu"])
     sup = load_checkpoint(str(tmp_path / "sup" / "best.pt"))
-    # G starts from the supervised weights (checked on the Trainer the entry script builds)
+    # G starts from the supervised weights (checked on the run the entry script builds)
     cfg, spec = _parsed(train_adversarial, "--pretrained", str(tmp_path / "sup" / "best.pt"),
                         "--save_root", str(tmp_path), "--modelName", "check")
-    trainer = Trainer(cfg, spec)
-    own = trainer.nets.generator.state_dict()
+    assert cfg.pretrained == str(tmp_path / "sup" / "best.pt")
+    own = build_run(cfg, spec).nets.generator.state_dict()
     assert all(torch.equal(own[k], v) for k, v in sup["generator"].items())
 
     _adversarial(tmp_path, "adv", "--epochs", "1", "--pretrained", str(tmp_path / "sup" / "best.pt"))

@@ -19,9 +19,10 @@ import test as test_entry
 import train_adversarial
 import train_supervised
 from config import load_config
+from inference.weights import load_checkpoint
 from models import build_generator
-from training.checkpoint import load_checkpoint
-from training.loop import RunSpec, Trainer, model_args
+from training.build import generator_args
+from training.loop import RunSpec, build_run, save
 from utils.errors import UserInputError, one_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,9 +52,9 @@ def train(tmp_path, *extra):
 def run16(tmp_path_factory) -> str:
     """Run directory with an (untrained) supervised synthetic checkpoint, 16 joints."""
     run_dir = str(tmp_path_factory.mktemp("ckpt") / "run16")
-    spec = RunSpec(method="supervised", dataset="synthetic", path=None, train_split="train", val_split="val",
-                   run_dir=run_dir, device="cpu", max_train_samples=8, max_val_samples=4)
-    Trainer(load_config("tiny"), spec).save("last.pt")
+    spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=run_dir,
+                   device="cpu", max_train_samples=8, max_val_samples=4)
+    save(build_run(load_config("tiny", {"method": "supervised"}), spec), "last.pt")
     return run_dir
 
 
@@ -61,7 +62,7 @@ def run16(tmp_path_factory) -> str:
 def ckpt14(run16, tmp_path_factory) -> str:
     """The same checkpoint with a 14-joint generator, still claiming the 16-joint synthetic dataset."""
     ckpt = load_checkpoint(run16)
-    args = model_args(load_config("tiny"), 14)
+    args = generator_args(load_config("tiny"), 14)
     ckpt.update(generator=build_generator(args).state_dict(), model_args=args, net_args={"generator": args})
     path = str(tmp_path_factory.mktemp("ckpt") / "joints14.pt")
     torch.save(ckpt, path)
@@ -170,6 +171,20 @@ def test_file_that_is_not_a_checkpoint(tmp_path, capsys):
                         (predict, ["--image", "x.png"]), (train_supervised, train(tmp_path)[:4])]:
         flag = "--resume" if entry is train_supervised else "--checkpoint"
         assert "cannot load checkpoint" in error_line(entry, [flag, str(tmp_path / "junk.pt"), *args], capsys)
+
+
+def test_checkpoint_that_needs_a_full_pickle_load_is_refused_unless_trusted(tmp_path, capsys, run16):
+    """An older checkpoint (its NumPy RNG state a pickled tuple with an ndarray) is not junk: the error names
+    --trust_checkpoint, and with the flag it loads."""
+    ckpt = load_checkpoint(run16)
+    ckpt["rng"]["numpy"] = np.random.get_state()
+    old = str(tmp_path / "old.pt")
+    torch.save(ckpt, old)
+    args = ["--checkpoint", old, "--dataset", "synthetic", "--output", str(tmp_path / "t"), "--workers", "0",
+            "--max_samples", "2", "--num_pictures", "0"]
+    line = error_line(test_entry, args, capsys)
+    assert "--trust_checkpoint" in line and "cannot load checkpoint" not in line
+    assert test_entry.main([*args, "--trust_checkpoint"])["count"] > 0
 
 
 # ---- flags -------------------------------------------------------------------------------------

@@ -48,14 +48,18 @@ def test_lspet_flags_splits_and_images(lspet_root):
 
 
 def test_mpii_box_follows_the_hourglass_convention(mpii_root):
+    """The h5 files already hold Newell's adjustment (centre y + 15 s, scale x 1.25 of the official s):
+    every centre_y - 12 scale is the official whole-pixel objpos, so the loader must not apply it again."""
     import h5py
 
     ds = MPIIDataset(mpii_root, "valid", augmentation=None, **PIPE)
     with h5py.File(f"{mpii_root}/annot/valid.h5") as f:
         c, s = f["center"][()], f["scale"][()]
     assert len(ds) == 2958
-    np.testing.assert_allclose(ds.ann.centers[:, 1], c[:, 1] + 15 * s)
-    np.testing.assert_allclose(ds.ann.box_sizes, 250 * s)
+    objpos_y = c[:, 1] - 12 * s
+    np.testing.assert_allclose(objpos_y, np.round(objpos_y), atol=1e-9)  # the adjustment is in the file
+    np.testing.assert_allclose(ds.ann.centers, c)
+    np.testing.assert_allclose(ds.ann.box_sizes, 200 * s)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -2,8 +2,8 @@
 same weights, only rank 0 writes, and the sharded-then-gathered validation equals a single-process
 validation of the saved checkpoint.
 
-The worker is this file run as a script under ``python -m torch.distributed.run``: it builds the real
-``Trainer`` (so ``init_distributed`` reads torchrun's RANK/WORLD_SIZE/MASTER_* variables), fits, and dumps
+The worker is this file run as a script under ``python -m torch.distributed.run``: it builds the real run
+(``build_run``, so ``init_distributed`` reads torchrun's RANK/WORLD_SIZE/MASTER_* variables), fits, and dumps
 its own networks and validation result to ``<dir>/<method>-rank<r>.pt``. No test hook lives in the
 training code.
 """
@@ -26,17 +26,18 @@ METHODS = ("supervised", "adversarial")
 
 
 def _worker(method: str, out_dir: str) -> None:
-    """One rank: train ``method`` with the real Trainer, then dump what the test compares."""
+    """One rank: train ``method`` with the real training loop, then dump what the test compares."""
     from config import load_config
-    from training.loop import RunSpec, Trainer, _named_nets, _raw
+    from training.build import raw_module
+    from training.loop import RunSpec, build_run, fit
 
-    spec = RunSpec(method=method, dataset="synthetic", path=None, train_split="train", val_split="val",
+    spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val",
                    run_dir=os.path.join(out_dir, method), device="cpu")
-    trainer = Trainer(load_config("tiny", OVERRIDES), spec)
-    val = trainer.fit()
-    dump = {"nets": {k: _raw(v).state_dict() for k, v in _named_nets(trainer.nets).items()},
-            "world_size": trainer.dist.world_size, "mean": val["mean"], "index": val["index"], "preds": val["preds"]}
-    torch.save(dump, os.path.join(out_dir, f"{method}-rank{trainer.dist.rank}.pt"))
+    run = build_run(load_config("tiny", {**OVERRIDES, "method": method}), spec)
+    val = fit(run)
+    dump = {"nets": {k: raw_module(v).state_dict() for k, v in run.nets.named().items()},
+            "world_size": run.dist.world_size, "mean": val["mean"], "index": val["index"], "preds": val["preds"]}
+    torch.save(dump, os.path.join(out_dir, f"{method}-rank{run.dist.rank}.pt"))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def ddp_run(tmp_path_factory):
 def test_both_ranks_end_with_rank0_checkpoint_weights(ddp_run, method):
     r0, r1 = (torch.load(ddp_run / f"{method}-rank{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["world_size"] == r1["world_size"] == 2
-    ckpt = torch.load(ddp_run / method / "last.pt", weights_only=False)
+    ckpt = torch.load(ddp_run / method / "last.pt", weights_only=True)
     assert set(r0["nets"]) == set(r1["nets"]) == ({"generator"} if method == "supervised"
                                                    else {"generator", "pose_disc", "conf_disc"})
     for net, state in r0["nets"].items():
@@ -75,7 +76,7 @@ def test_only_rank0_logs_and_checkpoints(ddp_run, method):
     run = ddp_run / method
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log if r.get("kind") == "epoch"] == [0, 1]  # one record per epoch, not per rank
-    ckpt = torch.load(run / "last.pt", weights_only=False)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["state"]["epoch"] == 2 and ckpt["state"]["iteration"] == 2 * 16 // (4 * 2)  # sharded epochs
     assert not [p for p in os.listdir(run) if p.startswith(".tmp-")]
 
@@ -83,20 +84,21 @@ def test_only_rank0_logs_and_checkpoints(ddp_run, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_gathered_validation_equals_single_process_on_the_checkpoint(ddp_run, method):
     from datasets import build_dataset
-    from models import build_generator
-    from training.checkpoint import generator_from_checkpoint
-    from training.evaluation import make_eval_loader, validate
-    from training.scoring import score_dataset
+    from inference.predict import inference_settings, make_eval_loader, validate
+    from inference.scoring import score_dataset
+    from inference.weights import generator_from_checkpoint
 
     r0, r1 = (torch.load(ddp_run / f"{method}-rank{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["mean"] == r1["mean"]  # every rank gets the gathered result
     np.testing.assert_array_equal(r0["index"], np.arange(7))  # each sample once, in order, padding dropped
-    ckpt = torch.load(ddp_run / method / "last.pt", weights_only=False)
-    cfg, generator = generator_from_checkpoint(ckpt, build_generator)
+    ckpt = torch.load(ddp_run / method / "last.pt", weights_only=True)
+    cfg, generator = generator_from_checkpoint(ckpt)
     if cfg.channels_last:
         generator = generator.to(memory_format=torch.channels_last)
     val_set = build_dataset("synthetic", None, "val", cfg, train=False)
-    single = validate(generator, make_eval_loader(val_set, cfg.batch_size, 0), val_set, cfg, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    settings = inference_settings(cfg, val_set.spec, cpu, cfg.flip_test)  # the training loop's validation settings
+    single = validate(generator, make_eval_loader(val_set, cfg.batch_size, 0), val_set, settings, cpu)
     np.testing.assert_array_equal(single["index"], r0["index"])
     np.testing.assert_allclose(single["preds"], r0["preds"], atol=1e-6)
     assert single["mean"] == pytest.approx(r0["mean"], abs=1e-9)

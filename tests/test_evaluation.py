@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from datasets.lsp import LSPDataset
+from datasets.lsp import LSPDataset, lsp_torso_lengths
 from datasets.mpii import MPIIDataset
 from datasets.skeleton import LSP, MPII
-from utils.evaluation import evaluate, lsp_torso_lengths, normalized_distances
+from inference.metrics import evaluate, normalized_distances
 
 PIPE = {"input_res": 64, "output_res": 16, "sigma": 1.0, "mean": (0.5,) * 3, "std": (0.25,) * 3, "augmentation": None}
 

@@ -15,7 +15,7 @@ import test as test_entry
 import train_supervised
 from datasets import build_dataset
 from datasets.skeleton import MPII
-from training.predictor import Predictor, box_from_xywh
+from inference.predictor import Predictor, box_from_xywh
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def test_undefined_figures_are_written_as_null(tmp_path):
     """A split without occlusion labels has an undefined occluded score: metrics.json says null, not NaN."""
     import numpy as np
 
-    from training.scoring import write_metrics
+    from inference.scoring import write_metrics
     from utils.io import json_safe
 
     assert json_safe({"a": [float("inf"), np.float32("nan"), 1.5], "b": (np.int64(3), "x")}) == {

@@ -16,12 +16,13 @@ import pytest
 import torch
 
 import train_supervised
+import training.loop
+from cli.training import run_spec, training_parser
 from config import load_config
 from datasets.sampler import EpochSampler
 from datasets.synthetic import SyntheticDataset
-from training.checkpoint import load_checkpoint
-from training.cli import run_spec, training_parser
-from training.loop import RunSpec, Trainer
+from inference.weights import load_checkpoint
+from training.loop import RunSpec, build_run, fit, save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIME_KEYS = {"seconds", "images_per_s"}
@@ -34,13 +35,38 @@ def deterministic_mode_reset():
     torch.use_deterministic_algorithms(False)
 
 
-def _cfg(**extra):
-    return load_config("tiny", {"deterministic": True, "epochs": 2, "checkpoint_every": 3, **extra})
+def _cfg(method="supervised", **extra):
+    return load_config("tiny", {"method": method, "deterministic": True, "epochs": 2, "checkpoint_every": 3, **extra})
 
 
-def _spec(run_dir, method="supervised", **extra) -> RunSpec:
-    return RunSpec(method=method, dataset="synthetic", path=None, train_split="train", val_split="val",
+def _spec(run_dir, **extra) -> RunSpec:
+    return RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val",
                    run_dir=str(run_dir), device="cpu", max_train_samples=16, max_val_samples=4, **extra)
+
+
+class _Preempted(Exception):
+    """Raised in place of a training step to leave the loop as a kill at that moment would."""
+
+
+def _fit_until_preempted(run, iterations: int) -> None:
+    """Fit ``run`` but stop it for good after ``iterations`` steps, as a pre-emption would: the loop raises
+    before step ``iterations + 1``, after everything that followed step ``iterations`` (its checkpoint, if
+    one was due), and nothing after that is saved."""
+    calls = 0
+    step = training.loop.train_step
+
+    def counting_step(*args, **kwargs):
+        nonlocal calls
+        if calls == iterations:
+            raise _Preempted
+        calls += 1
+        return step(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training.loop, "train_step", counting_step)
+        with pytest.raises(_Preempted):
+            fit(run)
+    assert run.state.iteration == iterations
 
 
 def _log(run_dir) -> list[dict]:
@@ -70,17 +96,17 @@ def test_interrupted_mid_epoch_run_resumes_bit_identically(tmp_path, method, sto
     """4 steps per epoch, last.pt every 3 steps: stop after 7 (resume from step 2 of epoch 1 and redo
     step 7), after 6 (resume from step 2 of epoch 1) or after 3 (resume from step 3 of epoch 0).
     DataLoader workers are covered by the SIGKILL test, in a fresh process as in real use."""
-    cfg = _cfg()
+    cfg = _cfg(method)
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    Trainer(cfg, _spec(ref, method)).fit()
-    assert Trainer(cfg, _spec(cut, method, stop_after_iterations=stop)).fit() is None
+    fit(build_run(cfg, _spec(ref)))
+    _fit_until_preempted(build_run(cfg, _spec(cut)), stop)
     state = load_checkpoint(str(cut))["state"]
     assert 0 < state["epoch_step"] < 4 and state["iteration"] == stop // 3 * 3
-    Trainer(cfg, _spec(cut, method, resume=str(cut))).fit()
+    fit(build_run(cfg, _spec(cut, resume=str(cut))))
     nets = ["generator"] + (["pose_disc", "conf_disc"] if method == "adversarial" else [])
     ckpt = load_checkpoint(str(cut))
-    assert set(nets) | {"optimizers", "schedulers", "scaler", "rng", "state", "config", "dataset"} <= set(ckpt)
-    assert set(ckpt["optimizers"]) == set(ckpt["schedulers"]) == set(nets)
+    assert set(nets) | {"optimizers", "schedulers", "scalers", "rng", "state", "config", "dataset"} <= set(ckpt)
+    assert set(ckpt["optimizers"]) == set(ckpt["schedulers"]) == set(ckpt["scalers"]) == set(nets)
     assert {"python", "numpy", "torch"} <= set(ckpt["rng"]) and ckpt["config"]["deterministic"] is True
     assert {"epoch", "iteration", "best_metric"} <= set(ckpt["state"])
     _assert_same_weights(ref, cut, nets)
@@ -91,13 +117,13 @@ def test_resume_takes_run_folder_and_data_flags_from_the_checkpoint(tmp_path):
     run_dir = tmp_path / "elsewhere"
     spec = _spec(run_dir)
     spec.max_val_samples = 3
-    Trainer(_cfg(), spec).save("last.pt")
+    save(build_run(_cfg(), spec), "last.pt")
     for resume in (str(run_dir), str(run_dir / "last.pt")):
-        got = run_spec(training_parser("").parse_args(["--resume", resume]), "supervised")
+        got = run_spec(training_parser("", "supervised").parse_args(["--resume", resume]))
         assert (got.run_dir, got.dataset, got.max_train_samples, got.max_val_samples) == (
             str(run_dir), "synthetic", 16, 3)
-    got = run_spec(training_parser("").parse_args(["--resume", str(run_dir / "last.pt"), "--modelName", "new",
-                                                   "--max_val_samples", "5"]), "supervised")
+    got = run_spec(training_parser("", "supervised").parse_args(["--resume", str(run_dir / "last.pt"),
+                                                                 "--modelName", "new", "--max_val_samples", "5"]))
     assert (got.run_dir, got.max_val_samples) == (os.path.join("trainmodel", "new"), 5)
 
 
@@ -123,11 +149,13 @@ def test_sigkill_at_random_moments_then_resume_finishes_a_complete_run(tmp_path)
     kills = ["mid-epoch", "during-write", "mid-epoch", "during-write"]
     for how in kills:
         resume = ["--resume", str(run_dir)] if (run_dir / "last.pt").exists() else []
+        # killed before its first checkpoint: start again (a fresh run into a used run folder needs --overwrite)
+        again = ["--overwrite"] if not resume and run_dir.exists() else []
         stale = _temp_files(run_dir)
         # output to a file: orphaned workers of a killed run keep a pipe open until they notice (<= 5 s)
         err_file = tmp_path / "stderr.txt"
         with open(err_file, "w") as err_out:
-            proc = subprocess.Popen(_train_cmd(tmp_path, *resume), cwd=REPO, env=env,
+            proc = subprocess.Popen(_train_cmd(tmp_path, *resume, *again), cwd=REPO, env=env,
                                     stdout=subprocess.DEVNULL, stderr=err_out)
         deadline = time.monotonic() + 30
         if how == "mid-epoch":  # some random time after the run has written a checkpoint of its own
@@ -152,8 +180,8 @@ def test_sigkill_at_random_moments_then_resume_finishes_a_complete_run(tmp_path)
     assert load_checkpoint(str(run_dir / "best.pt"))["state"]["epoch"] >= 1
     assert not _temp_files(run_dir), "a killed write's temporary file was left behind"
     # the same run without kills, in this process, ends with the same weights
-    cfg = load_config("tiny", {"deterministic": True, "epochs": 3, "checkpoint_every": 1})
-    Trainer(cfg, _spec(tmp_path / "ref")).fit()
+    cfg = load_config("tiny", {"method": "supervised", "deterministic": True, "epochs": 3, "checkpoint_every": 1})
+    fit(build_run(cfg, _spec(tmp_path / "ref")))
     _assert_same_weights(tmp_path / "ref", run_dir, ["generator"])
 
 
@@ -218,9 +246,19 @@ def test_skip_nonfinite_skips_and_counts_the_batch(tmp_path, capsys, poisoned_sa
     assert all(torch.isfinite(t).all() for t in ckpt["generator"].values())
 
 
-def test_exploding_lr_stops_cleanly_without_saving_nonfinite_weights(tmp_path, capsys):
+def test_exploding_lr_stops_cleanly_without_saving_nonfinite_weights(tmp_path, capsys, monkeypatch):
+    # lr=1e30 is outside the config's range (--set refuses it), so it is set on the optimiser the run builds
+    build = training.loop.build_optimizers
+
+    def exploding(*args, **kwargs):
+        optims = build(*args, **kwargs)
+        for group in optims["generator"].param_groups:
+            group["lr"] = 1e30
+        return optims
+
+    monkeypatch.setattr(training.loop, "build_optimizers", exploding)
     with pytest.raises(SystemExit) as exc:
-        _main(tmp_path, "--set", "lr=1e30", "--epochs", "1")
+        _main(tmp_path, "--epochs", "1")
     assert exc.value.code == 2
     assert re.search(r"non-finite \S+ (weights \(\S+\) after|at) iteration \d+", _error_line(capsys))
     if (tmp_path / "nan" / "last.pt").exists():

@@ -8,17 +8,17 @@ import torch
 import test as test_entry
 import train_supervised
 from config import PRESETS, load_config
+from inference.weights import load_checkpoint
 from models import build_generator
-from training.checkpoint import load_checkpoint
-from training.loop import model_args
+from training.build import generator_args
 from training.losses import heatmap_mse
-from training.steps import Nets, StepContext, supervised_step
+from training.steps import ErrorLoss, StepContext, supervised_step
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_builds_and_has_the_right_output_shapes(preset):
     cfg = load_config(preset)
-    g = build_generator(model_args(cfg, 16)).eval()
+    g = build_generator(generator_args(cfg, 16)).eval()
     res = cfg.input_res if cfg.channels <= 256 else 64  # the 512-channel paper G: check shapes on a small input
     with torch.no_grad():
         out = g(torch.zeros(1, 3, res, res))
@@ -41,16 +41,17 @@ def test_paper_and_newell_presets_match_their_papers():
 def test_one_step_lowers_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     cfg = load_config("tiny")
-    g = build_generator(model_args(cfg, 16))
+    g = build_generator(generator_args(cfg, 16))
     opt = torch.optim.Adam(g.parameters(), lr=1e-3)
-    ctx = StepContext(torch.device("cpu"), None, torch.amp.GradScaler("cpu", enabled=False), 0.0, False)
+    ctx = StepContext(torch.device("cpu"), None, {"generator": torch.amp.GradScaler("cpu", enabled=False)}, 0.0,
+                      False)
     hm = torch.zeros(4, 16, 16, 16)
     hm[:, :, 8, 8] = 1.0
     batch = {"image": torch.randn(4, 3, 64, 64), "heatmaps": hm, "occlusion": torch.zeros_like(hm),
              "annotated": torch.ones(4, 16)}
-    first = supervised_step(Nets(g), opt, batch, ctx)["loss_mse"]
+    first = supervised_step(g, opt, batch, ctx, ErrorLoss())["loss_mse"]
     for _ in range(3):
-        last = supervised_step(Nets(g), opt, batch, ctx)["loss_mse"]
+        last = supervised_step(g, opt, batch, ctx, ErrorLoss())["loss_mse"]
     assert last < first
 
 
@@ -68,7 +69,7 @@ def test_heatmap_mse_masks_joints_and_weights_foreground_pixels():
 
 
 def test_bf16_on_a_cpu_without_native_bf16_gets_a_note(monkeypatch):
-    import training.runtime as rt
+    import runtime.device as rt
 
     cpu = torch.device("cpu")
     assert rt.autocast_dtype("auto", cpu) is None and rt.autocast_dtype("bf16", cpu) == torch.bfloat16
@@ -118,8 +119,8 @@ def test_resume_continues_from_the_saved_epoch_and_keeps_snapshots(tmp_path):
 def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path):
     """Tag every storage as cuda:0 while saving (as a GPU run would), then load on this CPU-only machine."""
     cfg = load_config("tiny")
-    g = build_generator(model_args(cfg, 16))
-    ckpt = {"generator": g.state_dict(), "model_args": model_args(cfg, 16), "config": cfg.to_dict()}
+    g = build_generator(generator_args(cfg, 16))
+    ckpt = {"generator": g.state_dict(), "model_args": generator_args(cfg, 16), "config": cfg.to_dict()}
 
     def as_cuda(obj):
         return "cuda:0" if getattr(obj, "device", None) is not None and obj.device.type == "cpu" else None

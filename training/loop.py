@@ -127,7 +127,10 @@ class Run:
 def prepare_run_dir(spec: RunSpec, is_main: bool) -> None:
     """A fresh run never writes over another run's files: refuse a non-empty ``run_dir`` unless ``overwrite``,
     which moves the old files aside to ``<run_dir>.old-<timestamp>/`` (nothing is deleted)."""
-    if not spec.resume and os.path.isdir(spec.run_dir) and os.listdir(spec.run_dir):
+    # rank 0's write check may hold a .write-test- file there for an instant: not a run's file
+    held = [n for n in os.listdir(spec.run_dir) if not n.startswith(".write-test-")] \
+        if os.path.isdir(spec.run_dir) else []
+    if not spec.resume and held:
         if not spec.overwrite:
             raise UserInputError(f"run directory {spec.run_dir} already holds a run: use --resume {spec.run_dir} "
                                  f"to continue it, --overwrite to start again (the old files are moved aside), "
