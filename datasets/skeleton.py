@@ -14,11 +14,16 @@ class JointSpec:
 
     names: tuple[str, ...]  # joint names in annotation order
     flip_pairs: tuple[tuple[int, int], ...]  # (left, right) index pairs swapped by a horizontal flip
-    groups: tuple[tuple[str, tuple[int, ...]], ...]  # metric table rows: (row name, joint indices)
+    # Metric table rows: (row name, joint indices); a row's rate is the unweighted mean of its joints' rates.
+    groups: tuple[tuple[str, tuple[int, ...]], ...]
     mean_joints: tuple[int, ...]  # joints that enter the count-weighted Mean
     limbs: tuple[tuple[int, int], ...]  # skeleton edges for drawing
     metric: str  # "PCKh" (reference = head size) or "PCK" (reference = torso diameter)
     alpha: float  # the standard threshold of the metric
+    auc_max: float  # the AUC integrates the Mean-vs-threshold curve over thresholds [0, auc_max]
+    # Joints averaged (unweighted) into the official MATLAB evaluation's Head row; () where the dataset's
+    # standard evaluation has no Head row other than ``groups``' own.
+    official_head: tuple[int, ...] = ()
 
     @property
     def num_joints(self) -> int:
@@ -39,6 +44,8 @@ MPII = JointSpec(
         "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
     ),
     flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+    # Head = head top alone, as bearpaw/pytorch-pose and HRNet/mmpose print it; the official MATLAB
+    # evaluation's Head (upper neck and head top) is ``official_head``.
     groups=(
         ("Head", (9,)),
         ("Shoulder", (12, 13)),
@@ -57,6 +64,8 @@ MPII = JointSpec(
     ),
     metric="PCKh",
     alpha=0.5,
+    auc_max=0.5,  # the official evaluatePCKh.m's range 0:0.01:0.5
+    official_head=(8, 9),
 )
 
 LSP = JointSpec(
@@ -65,6 +74,9 @@ LSP = JointSpec(
         "r_shoulder", "l_shoulder", "l_elbow", "l_wrist", "neck", "head_top",
     ),
     flip_pairs=((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9)),
+    # Head = neck and head top, unweighted: the LSP evaluation code in use (bearpaw/eval_pose eval_pck.m)
+    # pairs them like a left/right pair (symmetry_joint_id 13 <-> 14), so every row is a pair and the
+    # unweighted Mean of the 14 joints equals the mean of the 7 rows.
     groups=(
         ("Head", (12, 13)),
         ("Shoulder", (8, 9)),
@@ -81,6 +93,7 @@ LSP = JointSpec(
     ),
     metric="PCK",
     alpha=0.2,
+    auc_max=0.2,  # eval_pose's range 0:0.01:0.2
 )
 
 # Torso diagonals used as PCK's reference length on LSP: (left shoulder, right hip), then the

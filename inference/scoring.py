@@ -51,13 +51,15 @@ def write_predictions(path: str, preds: np.ndarray, scores: np.ndarray | None = 
 
 
 def write_metrics(outdir: str, result: dict, dataset_name: str, split: str) -> str:
-    """Write ``metrics.json`` with dataset, split, metric, per_joint, mean, count (+ curve, visibility)."""
+    """Write ``metrics.json``: dataset, split and ``result`` (metric, per_joint, mean, count, mean_unweighted,
+    mean_at_0.1, auc, head_official, joints, visibility, curve; see inference.metrics for the conventions)."""
     record = {"dataset": dataset_name, "split": split, **result}
     return write_json(os.path.join(outdir, "metrics.json"), record)
 
 
 def report(result: dict) -> str:
-    """The printed summary: table plus the visible/occluded split."""
+    """The printed summary: table (groups, headline Mean, the other conventions' figures, every joint) plus
+    the visible/occluded split."""
     vis = result["visibility"]
     return (
         f"{format_table(result)}\n"

@@ -17,6 +17,9 @@ from runtime.system import machine_description
 from runtime.versions import package_versions
 from utils.errors import UserInputError
 
+# metrics.json figures of the other conventions (inference.metrics), kept when present; older files lack them.
+OTHER_FIGURES = ("mean_unweighted", "mean_at_0.1", "auc", "auc_range", "head_official", "joints")
+
 
 def _read_json(path: str, what: str) -> dict:
     try:
@@ -40,6 +43,7 @@ def run_record(metrics_path: str, run_dir: str, method: str, seed: int, epochs: 
         "method": method, "seed": seed, "epochs": epochs, **extra,
         "metric": metrics["metric"], "dataset": metrics.get("dataset"), "split": metrics.get("split"),
         "per_joint": metrics["per_joint"], "mean": metrics["mean"], "count": metrics["count"],
+        **{k: metrics[k] for k in OTHER_FIGURES if k in metrics},
         "visibility": metrics.get("visibility"), "wall_seconds": round(wall_seconds, 1),
         "machine": machine_description(), "packages": package_versions(), "run_dir": run_dir, "config": config,
     }
