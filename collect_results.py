@@ -11,7 +11,7 @@ import argparse
 import os
 
 from utils.errors import UserInputError, exit_on_user_error
-from utils.io import existing_parent_dir, write_json
+from utils.io import existing_parent_dir, write_bytes, write_json
 
 
 @exit_on_user_error
@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> str:
     records = load_records(args.folder)
     table = summary_table(records)
     path = os.path.join(args.folder, "summary.md")
-    with open(path, "w") as f:
-        f.write(table)
+    write_bytes(path, table.encode())
     print(table, end="")
     curves = [(f"{r['method']} seed {r['seed']}", r["run_dir"], int(r.get("start_epoch", 0))) for r in records
               if os.path.isfile(os.path.join(r["run_dir"], "log.jsonl"))]

@@ -32,8 +32,10 @@ def dataset_class(name: str) -> type[PoseDataset]:
     return DATASETS[name]
 
 
-def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: bool) -> PoseDataset:
-    """Dataset ``name`` at ``path`` (unused for synthetic); ``train`` turns augmentation on."""
+def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: bool, flag: str = "--split"
+                  ) -> PoseDataset:
+    """Dataset ``name`` at ``path`` (unused for synthetic); ``train`` turns augmentation on. An empty split
+    is refused with one line naming ``flag`` (the flag that chose ``split``)."""
     cls = dataset_class(name)
     pipeline = {
         "input_res": cfg.input_res,
@@ -60,6 +62,9 @@ def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: b
         ds = cls(root=_need_path(path, name), split=split, **pipeline)
     else:
         ds = cls(root=_need_path(path, name), split=split, box_margin=cfg.box_margin, **pipeline)
+    if len(ds) == 0:
+        raise UserInputError(f"{flag}: the '{split}' split of {name}{f' at {path}' if path else ''} holds no "
+                             f"samples; choose another split or a dataset with more samples")
     if cfg.cache_images:
         ds.cache_images()
     return ds

@@ -11,6 +11,7 @@ Sample keys (J joints, R = input_res, r = output_res):
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -52,14 +53,61 @@ class Augmentation:
     color_jitter: float  # max relative change of each channel's gain
 
 
+_JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"  # SOI (+ the next marker's 0xff), EOI
+_PADDING = b"\x00 \t\r\n"  # some writers pad a JPEG after its EOI marker
+
+
+def is_truncated_jpeg(path: str) -> bool:
+    """Whether ``path`` is a JPEG whose end marker is missing (a download or copy cut short).
+
+    OpenCV decodes such a file without error, filling the missing part grey, and libjpeg's warning
+    ("Premature end of JPEG file") names no file; reading 3 + 64 bytes finds it instead."""
+    with open(path, "rb") as f:
+        if f.read(3) != _JPEG_START:
+            return False
+        f.seek(0, os.SEEK_END)
+        f.seek(max(f.tell() - 64, 3))
+        return not f.read().rstrip(_PADDING).endswith(_JPEG_END)
+
+
 def read_image(path: str) -> np.ndarray:
-    """Decode an image file to (H, W, 3) uint8 RGB, or raise a one-line UserInputError naming it."""
+    """Decode an image file to (H, W, 3) uint8 RGB, or raise a one-line UserInputError naming it
+    (a missing file, one OpenCV cannot decode, or a truncated JPEG)."""
     if not os.path.isfile(path):
         raise UserInputError(f"image not found: {path}")
+    try:
+        truncated = is_truncated_jpeg(path)
+    except OSError as err:
+        raise UserInputError(f"cannot read image: {path} ({err.strerror})") from None
+    if truncated:
+        raise UserInputError(f"truncated image: {path} (a JPEG without its end marker: cut short on copy or "
+                             f"download)")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise UserInputError(f"cannot decode image: {path} (expected a JPEG/PNG file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+MAX_COORD = 1e5  # px: beyond any photo's size; a coordinate past it is corrupt, not a position
+
+
+def check_values(values: np.ndarray, path: str, what: str, names: list[str] | None = None,
+                 used: np.ndarray | None = None, low: float = -MAX_COORD, high: float = MAX_COORD) -> None:
+    """Refuse annotations with a NaN/inf or out-of-range number: one line naming ``path`` and the first bad
+    sample (0-based row of the file, with its image name).
+
+    values (N, ...) per sample; ``used`` (broadcastable to ``values``) masks the entries that count (labelled
+    joints); ``low``/``high`` the allowed range, both inclusive (original px for coordinates)."""
+    bad = ~np.isfinite(values) | (values < low) | (values > high) if values.size else np.zeros(values.shape, bool)
+    if used is not None:
+        bad &= np.broadcast_to(used, values.shape)
+    rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+    if len(rows):
+        i = int(rows[0])
+        value = values[i][bad[i]].flat[0]
+        name = f" ({names[i]})" if names is not None else ""
+        span = f" in [{low:g}, {high:g}]" if math.isfinite(low) or math.isfinite(high) else ""
+        raise UserInputError(f"{path}: {what} of sample {i}{name} is {value:g}; expected a finite number{span}")
 
 
 def person_box_from_joints(joints: np.ndarray, annotated: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import scipy.io
 
-from datasets.base import Annotations, PoseDataset, person_box_from_joints, read_image
+from datasets.base import Annotations, PoseDataset, check_values, person_box_from_joints, read_image
 from datasets.skeleton import LSP, LSP_TORSO_DIAGONALS
 from utils.errors import UserInputError
 
@@ -36,10 +36,15 @@ def _load_joints_mat(root: str) -> np.ndarray:
         raise UserInputError(f"annotation file not found: {path} (expected joints.mat beside images/)")
     try:
         mat = scipy.io.loadmat(path)
-    except (ValueError, OSError, NotImplementedError):
-        raise UserInputError(f"cannot read {path} as a MATLAB file") from None
+    except NotImplementedError:  # scipy reads MATLAB v4 to v7 files, not v7.3 (HDF5)
+        raise UserInputError(f"cannot read {path}: a MATLAB v7.3 file; save it with -v7") from None
+    except Exception as err:  # scipy raises many types for a corrupt file: MatReadError, OSError, IndexError ...
+        raise UserInputError(f"cannot read {path} as a MATLAB file ({type(err).__name__}: {err})") from None
     if "joints" not in mat:
         raise UserInputError(f"{path}: no variable 'joints'")
+    if mat["joints"].dtype.kind not in "iuf":
+        raise UserInputError(f"{path}: 'joints' holds {mat['joints'].dtype} values, expected numbers "
+                             f"(pixel coordinates and flags)")
     return np.asarray(mat["joints"], np.float64)
 
 
@@ -58,7 +63,10 @@ class _LeedsDataset(PoseDataset):
         if not os.path.isdir(root):
             raise UserInputError(f"--path: dataset directory not found: {root}")
         self.root, self.split = root, split
-        joints, annotated, visible = self._read_all(_load_joints_mat(root), os.path.join(root, "joints.mat"))
+        path = os.path.join(root, "joints.mat")
+        joints, annotated, visible = self._read_all(_load_joints_mat(root), path)
+        names = [self.name_format.format(i + 1) for i in range(len(joints))]
+        check_values(joints, path, "a labelled joint coordinate", names, used=annotated[..., None])
         idx = _split_indices(len(joints), split, self._splits(len(joints)), type(self).__name__)
         joints, annotated, visible = joints[idx], annotated[idx], visible[idx]
         centers, sides = person_box_from_joints(joints, annotated, box_margin)
@@ -69,7 +77,7 @@ class _LeedsDataset(PoseDataset):
             centers=centers,
             box_sizes=sides,
             ref_lengths=lsp_torso_lengths(joints, annotated),
-            image_names=[self.name_format.format(i + 1) for i in idx],
+            image_names=[names[i] for i in idx],
         )
 
     def load_image(self, index: int) -> np.ndarray:
@@ -89,6 +97,7 @@ class LSPDataset(_LeedsDataset):
     def _read_all(raw: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if raw.ndim != 3 or raw.shape[:2] != (3, 14):
             raise UserInputError(f"{path}: 'joints' has shape {raw.shape}, expected 3x14xN (LSP layout)")
+        check_values(raw[2].T, path, "a visibility flag", low=-np.inf, high=np.inf)
         joints = raw[:2].transpose(2, 1, 0)  # (N, 14, 2)
         annotated = np.ones(joints.shape[:2], bool)
         return joints, annotated, raw[2].T == 0
@@ -108,6 +117,7 @@ class LSPETDataset(_LeedsDataset):
     def _read_all(raw: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if raw.ndim != 3 or raw.shape[:2] != (14, 3):
             raise UserInputError(f"{path}: 'joints' has shape {raw.shape}, expected 14x3xN (LSPET layout)")
+        check_values(raw[:, 2].T, path, "a label flag", low=-np.inf, high=np.inf)
         joints = raw[:, :2].transpose(2, 0, 1)  # (N, 14, 2)
         annotated = raw[:, 2].T > 0
         return np.where(annotated[..., None], joints, 0.0), annotated, annotated.copy()

@@ -7,24 +7,34 @@ import os
 import h5py
 import numpy as np
 
-from datasets.base import Annotations, PoseDataset, read_image
+from datasets.base import MAX_COORD, Annotations, PoseDataset, check_values, read_image
 from datasets.skeleton import MPII
 from utils.errors import UserInputError
 
 SPLITS = {"train": "train.h5", "valid": "valid.h5", "val": "valid.h5", "test": "test.h5"}
 
 
-def _read(f: h5py.File, key: str, path: str, shape_tail: tuple[int, ...]) -> np.ndarray:
-    if key not in f:
+LABEL_KEYS = ("part", "visible", "normalize")  # in train/valid files; test files have no joints
+
+
+def _read(f: h5py.File, key: str, path: str, shape_tail: tuple[int, ...], numeric: bool = True) -> np.ndarray:
+    data = f.get(key)
+    if not isinstance(data, h5py.Dataset):
         raise UserInputError(f"{path}: missing dataset '{key}'")
-    arr = f[key][()]
-    if arr.shape[1:] != shape_tail:
+    if numeric and data.dtype.kind not in "iuf":
+        raise UserInputError(f"{path}: '{key}' holds {data.dtype} values, expected numbers")
+    arr = data[()]
+    if arr.ndim == 0 or arr.shape[1:] != shape_tail:
         raise UserInputError(f"{path}: '{key}' has shape {arr.shape}, expected (N, {', '.join(map(str, shape_tail))})")
-    return arr
+    return arr.astype(np.float64) if numeric else arr
 
 
-def load_mpii_annotations(path: str) -> Annotations:
+def load_mpii_annotations(path: str, labelled: bool = True) -> Annotations:
     """Read one h5 file. Person box: the file's ``center``, side 200 x ``scale`` px.
+
+    ``labelled`` (train, valid): ``part``, ``visible`` and ``normalize`` are required like ``imgname``,
+    ``center`` and ``scale``; a file without them (test) has no joints and no PCKh reference.
+    Non-finite or absurd numbers are refused, naming the first bad sample.
 
     The stacked-hourglass h5 files already hold Newell et al.'s adjustment of the official annotation
     (centre y + 15 s, scale x 1.25, so fewer feet are cut off): in the real valid.h5 every
@@ -37,15 +47,28 @@ def load_mpii_annotations(path: str) -> Annotations:
     except OSError:
         raise UserInputError(f"cannot read {path} as HDF5") from None
     with f:
-        centers = _read(f, "center", path, (2,)).astype(np.float64)
-        scales = _read(f, "scale", path, ()).astype(np.float64)
+        if labelled:
+            missing = [k for k in LABEL_KEYS if k not in f]
+            if missing:
+                raise UserInputError(f"{path}: missing dataset{'s' if len(missing) > 1 else ''} "
+                                     f"{', '.join(repr(k) for k in missing)} (a train/valid file needs part, "
+                                     f"visible, normalize, center, scale and imgname)")
+        names = [s.decode() if isinstance(s, bytes) else str(s) for s in _read(f, "imgname", path, (), False)]
+        centers = _read(f, "center", path, (2,))
+        scales = _read(f, "scale", path, ())
         n = len(centers)
-        parts = _read(f, "part", path, (16, 2)).astype(np.float64) if "part" in f else np.zeros((n, 16, 2))
+        parts = _read(f, "part", path, (16, 2)) if "part" in f else np.zeros((n, 16, 2))
         visible = _read(f, "visible", path, (16,)) if "visible" in f else np.zeros((n, 16))
-        normalize = _read(f, "normalize", path, ()).astype(np.float64) if "normalize" in f else np.full(n, np.nan)
-        names = [s.decode() if isinstance(s, bytes) else str(s) for s in _read(f, "imgname", path, ())]
+        has_normalize = "normalize" in f
+        normalize = _read(f, "normalize", path, ()) if has_normalize else np.full(n, np.nan)  # NaN: not scored
     if not (len(scales) == len(parts) == len(visible) == len(normalize) == len(names) == n):
         raise UserInputError(f"{path}: datasets have different lengths (expected one entry per person)")
+    check_values(centers, path, "'center'", names)
+    check_values(scales, path, "'scale'", names, low=1e-6, high=MAX_COORD / 200)  # box side 200 x scale px
+    check_values(parts, path, "'part'", names)
+    check_values(visible, path, "'visible'", names, low=-np.inf, high=np.inf)
+    if has_normalize:
+        check_values(normalize, path, "'normalize'", names, low=0.0)
     annotated = ~np.all(parts == 0, axis=-1)  # MPII marks a missing joint with (0, 0)
     return Annotations(
         joints=parts,
@@ -70,7 +93,7 @@ class MPIIDataset(PoseDataset):
         if split not in SPLITS:
             raise UserInputError(f"--split: MPII has no split '{split}'; valid: {', '.join(SPLITS)}")
         self.root, self.split = root, split
-        self.ann = load_mpii_annotations(os.path.join(root, "annot", SPLITS[split]))
+        self.ann = load_mpii_annotations(os.path.join(root, "annot", SPLITS[split]), labelled=split != "test")
 
     def load_image(self, index: int) -> np.ndarray:
         return read_image(os.path.join(self.root, "images", self.ann.image_names[index]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import h5py
@@ -10,7 +11,7 @@ import numpy as np
 from datasets.base import PoseDataset
 from inference.metrics import evaluate, format_table
 from utils.errors import UserInputError
-from utils.io import write_json
+from utils.io import write_bytes, write_json
 
 
 def score_dataset(
@@ -30,9 +31,13 @@ def read_predictions(path: str, num_samples: int, num_joints: int) -> np.ndarray
         raise UserInputError(f"--predictions: file not found: {path}")
     try:
         with h5py.File(path, "r") as f:
-            if "preds" not in f:
+            data = f.get("preds")
+            if not isinstance(data, h5py.Dataset):
                 raise UserInputError(f"{path}: no dataset 'preds' (expected N x J x 2 original-image px)")
-            preds = np.asarray(f["preds"][()], np.float64)
+            if data.dtype.kind not in "iuf":
+                raise UserInputError(f"{path}: 'preds' holds {data.dtype} values, expected numbers "
+                                     f"(N x J x 2 original-image px)")
+            preds = np.asarray(data[()], np.float64)
     except OSError:
         raise UserInputError(f"--predictions: cannot read {path} as HDF5") from None
     if preds.shape != (num_samples, num_joints, 2):
@@ -43,11 +48,14 @@ def read_predictions(path: str, num_samples: int, num_joints: int) -> np.ndarray
 
 
 def write_predictions(path: str, preds: np.ndarray, scores: np.ndarray | None = None) -> None:
-    """Save ``preds`` (N, J, 2) original px (and optional per-joint ``scores``) as h5."""
-    with h5py.File(path, "w") as f:
+    """Save ``preds`` (N, J, 2) original px (and optional per-joint ``scores``) as h5, atomically: the file is
+    built in memory, then written beside ``path`` and renamed, so a full disk leaves the old file whole."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         f.create_dataset("preds", data=np.asarray(preds, np.float64))
         if scores is not None:
             f.create_dataset("scores", data=np.asarray(scores, np.float32))
+    write_bytes(path, buffer.getvalue())
 
 
 def write_metrics(outdir: str, result: dict, dataset_name: str, split: str) -> str:

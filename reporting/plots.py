@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from utils.drawing import RED, YELLOW, draw_pose
 from utils.geometry import apply_affine
+from utils.io import write_bytes, write_image
 
 
 def save_prediction_pictures(
@@ -29,8 +31,16 @@ def save_prediction_pictures(
         draw_pose(crop, apply_affine(m, pred), limbs, YELLOW)
         name = os.path.splitext(os.path.basename(ann.image_names[i]))[0]
         paths.append(os.path.join(outdir, f"{i:05d}_{name}.png"))
-        cv2.imwrite(paths[-1], crop)
+        write_image(paths[-1], crop)
     return paths
+
+
+def save_figure(fig, path: str) -> str:
+    """Render ``fig`` in the format of ``path``'s extension and write it atomically (one line on a failed
+    write, the old file left whole); returns ``path``."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=os.path.splitext(path)[1].lstrip(".").lower() or "png", dpi=100)
+    return write_bytes(path, buffer.getvalue())
 
 
 def _pyplot():
@@ -53,7 +63,7 @@ def plot_pck_curve(result: dict, path: str, label: str | None = None) -> str:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -88,7 +98,7 @@ def plot_training_curves(run_dir: str, path: str | None = None) -> str:
     right.grid(alpha=0.3)
     fig.tight_layout()
     path = path or os.path.join(run_dir, "curves.png")
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -110,6 +120,6 @@ def plot_validation_curves(runs: list[tuple[str, str, int]], path: str, metric: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -45,6 +45,8 @@ def test_wrong_array_shape(tmp_path, capsys):
         f["center"] = np.zeros((4, 2))
         f["scale"] = np.ones(4)
         f["part"] = np.zeros((4, 14, 2))
+        f["visible"] = np.zeros((4, 16))
+        f["normalize"] = np.ones(4)
         f["imgname"] = [b"a.jpg"] * 4
     err = run_test_py(["--predictions", "x.h5", "--dataset", "mpii", "--path", str(tmp_path),
                        "--split", "valid", "--output", str(tmp_path / "o")], capsys)

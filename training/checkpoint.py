@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import tempfile
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from inference.weights import load_checkpoint
 from training.build import raw_module
 from training.steps import Nets
 from utils.errors import UserInputError
+from utils.io import atomic_write
 
 FORMAT_VERSION = 2  # 2: weights-only loadable (RNG states as tensors), one CUDA generator
 
@@ -66,32 +66,17 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    """Write atomically: temp file in the same folder, flush + fsync, rename over ``path``, fsync the folder.
+    """Write atomically: temp file in the same folder, fsync, rename over ``path``, fsync the folder.
 
     A crash at any instant leaves either the old or the new file complete, never a torn one; a failed
-    write (a full disk) removes its temp file and raises a one-line error naming ``path``.
+    write (a full disk) removes its temp file and raises a one-line error naming ``path`` and the system's
+    message.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, durable=True) as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, OSError) or "file write failed" in str(err):  # torch wraps ENOSPC in a RuntimeError
-            raise UserInputError(f"cannot write checkpoint {path}: "
-                                 f"{getattr(err, 'strerror', None) or 'write failed (disk full?)'}; "
-                                 f"the previous checkpoint is unchanged") from None
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    except UserInputError as err:
+        raise UserInputError(f"{err}; the previous checkpoint is unchanged") from None
 
 
 def remove_stale_temp_files(folder: str) -> list[str]:

@@ -124,9 +124,9 @@ class Run:
             f"no checkpoint saved yet in {self.spec.run_dir}"
 
 
-def prepare_run_dir(spec: RunSpec, is_main: bool) -> None:
-    """A fresh run never writes over another run's files: refuse a non-empty ``run_dir`` unless ``overwrite``,
-    which moves the old files aside to ``<run_dir>.old-<timestamp>/`` (nothing is deleted)."""
+def check_run_dir(spec: RunSpec) -> bool:
+    """A fresh run never writes over another run's files: refuse a non-empty ``run_dir`` unless ``overwrite``.
+    Returns whether the old files must be moved aside; changes nothing."""
     # rank 0's write check may hold a .write-test- file there for an instant: not a run's file
     held = [n for n in os.listdir(spec.run_dir) if not n.startswith(".write-test-")] \
         if os.path.isdir(spec.run_dir) else []
@@ -135,6 +135,14 @@ def prepare_run_dir(spec: RunSpec, is_main: bool) -> None:
             raise UserInputError(f"run directory {spec.run_dir} already holds a run: use --resume {spec.run_dir} "
                                  f"to continue it, --overwrite to start again (the old files are moved aside), "
                                  f"or another --modelName")
+        return True
+    return False
+
+
+def prepare_run_dir(spec: RunSpec, is_main: bool) -> None:
+    """``check_run_dir``, then with ``overwrite`` move the old files aside to ``<run_dir>.old-<timestamp>/``
+    (nothing is deleted), and check the folder is writable."""
+    if check_run_dir(spec):
         if is_main:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             aside = f"{spec.run_dir.rstrip(os.sep)}.old-{stamp}"
@@ -144,20 +152,34 @@ def prepare_run_dir(spec: RunSpec, is_main: bool) -> None:
         ensure_writable_dir(spec.run_dir, "run directory (--save_root/--modelName)")
 
 
+def check_epoch_has_steps(train_size: int, batch_size: int, world_size: int, spec: RunSpec) -> None:
+    """Refuse a run whose epochs would have no step: each process drops its last partial batch, so it needs
+    at least ``batch_size`` of the (``--max_train_samples``-limited) train samples."""
+    size = train_size if spec.max_train_samples is None else min(spec.max_train_samples, train_size)
+    if size // world_size // batch_size == 0:
+        limited = f", --max_train_samples {spec.max_train_samples}" if size < train_size else ""
+        shared = f" shared by {world_size} processes" if world_size > 1 else ""
+        raise UserInputError(f"--batch_size: {batch_size} is larger than the train set ({size} samples of "
+                             f"{spec.dataset} '{spec.train_split}'{limited}{shared}): an epoch would have no step; "
+                             f"lower --batch_size or train on more samples")
+
+
 def build_run(cfg: Config, spec: RunSpec) -> Run:
     """Data, networks (placed, wrapped), optimisers, schedulers, log and state; resumed when asked."""
     tune_malloc()  # glibc: reuse freed activation buffers instead of fresh pages each step (CPU)
     dist, device = init_distributed(spec.device)
-    prepare_run_dir(spec, dist.is_main)
+    check_run_dir(spec)  # before reading data: the cheap refusal first; nothing is moved or written yet
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
-    train_set = build_dataset(spec.dataset, spec.path, spec.train_split, cfg, train=True)
-    val_set = build_dataset(spec.dataset, spec.path, spec.val_split, cfg, train=False)
+    train_set = build_dataset(spec.dataset, spec.path, spec.train_split, cfg, train=True, flag="--train_split")
+    val_set = build_dataset(spec.dataset, spec.path, spec.val_split, cfg, train=False, flag="--val_split")
+    check_epoch_has_steps(len(train_set), cfg.batch_size, dist.world_size, spec)
     nets, net_args = build_nets(cfg, train_set.spec.num_joints)
-    if not spec.resume and cfg.pretrained:
-        fresh = load_pretrained_generator(nets.generator, cfg.pretrained, spec.trust_checkpoint)
-        if dist.is_main:
-            tqdm.write(f"initialised G from {cfg.pretrained}" + (f" ({len(fresh)} occlusion tensors fresh)"
-                                                                 if fresh else ""))
+    fresh = load_pretrained_generator(nets.generator, cfg.pretrained, spec.trust_checkpoint) \
+        if not spec.resume and cfg.pretrained else None
+    prepare_run_dir(spec, dist.is_main)  # every check passed: only now is anything moved or written
+    if fresh is not None and dist.is_main:
+        tqdm.write(f"initialised G from {cfg.pretrained}" + (f" ({len(fresh)} occlusion tensors fresh)"
+                                                             if fresh else ""))
     nets = place_nets(nets, device, cfg.channels_last, cfg.compile, dist, cfg.sync_bn)
     optims = build_optimizers(nets, cfg, device)
     dtype = autocast_dtype(cfg.amp, device)
@@ -209,6 +231,9 @@ def restore(run: Run, ckpt: dict, path: str) -> None:
         s.load_state_dict(ckpt.get("scalers", {}).get(k) or ckpt.get("scaler") or {})
     set_rng_state(ckpt["rng"], run.device)
     run.state = TrainState(**ckpt["state"])
+    if run.state.epoch >= run.cfg.epochs:  # checked before the log is touched: a finished run stays as it was
+        raise UserInputError(f"--epochs: {path} has already trained {run.state.epoch} of epochs={run.cfg.epochs}; "
+                             f"pass --epochs N with N > {run.state.epoch} to train further")
     dropped = run.log.truncate_after(run.state.epoch)
     if dropped:
         run.say(f"note: dropped {dropped} from {run.log.path} (a write cut short by a crash or a full disk)")

@@ -6,7 +6,7 @@ import json
 import os
 
 from utils.errors import UserInputError
-from utils.io import json_safe
+from utils.io import append_bytes, json_safe, write_bytes
 
 
 class RunLog:
@@ -42,16 +42,15 @@ class RunLog:
                 continue
             if record.get("epoch", -1) < epoch:
                 keep.append(line if line.endswith("\n") else line + "\n")
-        with open(self.path, "w") as f:
-            f.writelines(keep)
+        write_bytes(self.path, "".join(keep).encode())  # atomically: a crash here keeps the old log whole
         return f"its partial last line {broken[0]}" if broken else None
 
     def write(self, record: dict) -> None:
-        """Append one record (and mirror its numbers to TensorBoard)."""
+        """Append one record (and mirror its numbers to TensorBoard); a failed write (a full disk) leaves the
+        log as it was and raises one line naming it."""
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+        append_bytes(self.path, (json.dumps(json_safe(record), allow_nan=False) + "\n").encode())
         if self.writer is not None and record.get("kind") == "epoch":
             for k, v in record.items():
                 if isinstance(v, int | float) and k != "epoch":

@@ -1,12 +1,24 @@
-"""Small filesystem helpers with one-line errors."""
+"""Small filesystem helpers with one-line errors: folder checks, strict JSON, and writes that leave nothing partial.
+
+Every writer of the project goes through ``atomic_write`` (or ``append_bytes`` for the run log): a failed write
+(a full disk, a quota, a file-size limit) ends in one line naming the path and the system's message, and the
+file a user had before is left as it was.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
+import secrets
 import tempfile
+from collections.abc import Iterator
 from typing import Any
+
+import cv2
+import numpy as np
 
 from utils.errors import UserInputError
 
@@ -48,8 +60,140 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_json(path: str, value: Any, indent: int = 2) -> str:
-    """Write ``json_safe(value)`` to ``path`` as strict JSON; returns ``path``."""
-    with open(path, "w") as f:
-        json.dump(json_safe(value), f, indent=indent, allow_nan=False)
+def os_error_text(err: BaseException) -> str:
+    """The system's message of a failed write: ``strerror``, else the ``errno = N`` that h5py and other C
+    libraries put inside their own message, else the first line of the message."""
+    found = re.search(r"errno = (\d+)", str(err))
+    if found:
+        return os.strerror(int(found.group(1)))
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def write_error(path: str, err: BaseException) -> UserInputError:
+    """The one-line error of a failed write to ``path``."""
+    return UserInputError(f"cannot write {path}: {os_error_text(err)}")
+
+
+class WriteThrough:
+    """A write-only binary file object over a descriptor: each ``write`` goes straight to ``os.write``.
+
+    Without a buffer the failure of a write surfaces at that write, and the ``OSError`` is kept in ``error``:
+    libraries that wrap it into their own exception (``torch.save`` reports "unexpected pos") lose its errno.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        """Write all of ``data`` (bytes-like); returns its length in bytes."""
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        try:
+            while view.nbytes:
+                view = view[os.write(self.fd, view):]
+        except OSError as err:
+            self.error = err
+            raise
+        return size
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+def _create_temp(folder: str, suffix: str, path: str) -> tuple[int, str]:
+    """A new ``.tmp-<random><suffix>`` file in ``folder``, opened for writing, with the permissions the umask
+    gives a new file (``tempfile.mkstemp`` would make it private to the owner)."""
+    while True:
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise write_error(path, err) from None
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, durable: bool = False) -> Iterator[WriteThrough]:
+    """Yield a file object on a temp file beside ``path`` (``.tmp-*`` with ``path``'s suffix); on success fsync
+    it and rename it over ``path``, so readers and crashes see the old file or the new one, never a torn one.
+
+    On any failure the temp file is removed; a failed write (an ``OSError``, also one that a library wrapped
+    into its own exception) raises a one-line ``UserInputError`` naming ``path`` and the system's message.
+    ``durable``: also fsync the folder, so the rename itself survives a power cut (checkpoints).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = _create_temp(folder, os.path.splitext(path)[1], path)
+    out = WriteThrough(fd)
+    try:
+        try:
+            yield out
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        cause = out.error or (err if isinstance(err, OSError) else None)
+        if cause is not None:
+            raise write_error(path, cause) from None
+        raise
+    if durable:
+        with contextlib.suppress(OSError):  # folders cannot be opened for fsync on every system
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    """Write ``data`` to ``path`` atomically (see ``atomic_write``); returns ``path``."""
+    with atomic_write(path) as f:
+        f.write(data)
     return path
+
+
+def append_bytes(path: str, data: bytes) -> str:
+    """Append ``data`` to ``path`` (created if needed), all or nothing: a failed write cuts the file back to
+    its old length and raises one line naming ``path``; returns ``path``."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise write_error(path, err) from None
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            WriteThrough(fd).write(data)
+        except OSError as err:
+            with contextlib.suppress(OSError):  # shrinking needs no space; a failure here leaves a partial line
+                os.ftruncate(fd, start)
+            raise write_error(path, err) from None
+    finally:
+        os.close(fd)
+    return path
+
+
+def write_image(path: str, image_bgr: np.ndarray) -> str:
+    """Encode (H, W, 3) uint8 BGR in the format of ``path``'s extension and write it atomically; returns ``path``.
+
+    ``cv2.imwrite`` only returns False on a failed write (and may leave a partial file): encoding in memory
+    and writing the bytes here gives the one-line error with the system's message."""
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        ok, data = cv2.imencode(ext, image_bgr)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise UserInputError(f"cannot write {path}: OpenCV cannot encode a '{ext}' image (use .png or .jpg)")
+    return write_bytes(path, data.tobytes())
+
+
+def write_json(path: str, value: Any, indent: int = 2) -> str:
+    """Write ``json_safe(value)`` to ``path`` as strict JSON, atomically; returns ``path``."""
+    text = json.dumps(json_safe(value), indent=indent, allow_nan=False)
+    return write_bytes(path, text.encode())
