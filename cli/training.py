@@ -91,19 +91,26 @@ def resumed_run(args: argparse.Namespace) -> dict | None:
 def resolve_config(args: argparse.Namespace) -> Config:
     """Preset + flags + --set; on --resume the checkpoint's config + only the flags given now.
     ``method`` is the entry script's and cannot be overridden."""
-    overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag, None) is not None}
-    overrides.update({key: value for flag, (key, value) in SWITCH_TO_KEY.items() if getattr(args, flag, False)})
-    overrides.update(parse_overrides(args.set))
+    overrides, sources = {}, {}
+    for flag, key in FLAG_TO_KEY.items():
+        if getattr(args, flag, None) is not None:
+            overrides[key], sources[key] = getattr(args, flag), f"--{flag}"
+    for flag, (key, value) in SWITCH_TO_KEY.items():
+        if getattr(args, flag, False):
+            overrides[key], sources[key] = value, f"--{flag}"
+    from_set = parse_overrides(args.set)
+    overrides.update(from_set)
+    sources.update({key: "--set" for key in from_set})
     if overrides.get("method", args.method) != args.method:
         raise UserInputError(f"--set method={overrides['method']}: this script trains method={args.method}; "
                              f"use train_{overrides['method']}.py")
-    overrides["method"] = args.method
+    overrides["method"], sources["method"] = args.method, "the entry script"
     if overrides.get("pretrained") and args.resume:
         raise UserInputError("--pretrained and --resume exclude each other (resume restores G already)")
     saved = resumed_run(args)
     if saved is not None:
-        return config_from_dict({**config_from_dict(saved["config"] or {}), **overrides})
-    return load_config(preset_name(args.config), overrides)
+        return config_from_dict(saved["config"] or {}).with_overrides(overrides, sources)
+    return load_config(preset_name(args.config), overrides, sources)
 
 
 def device_flag(args: argparse.Namespace) -> str:

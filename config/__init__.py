@@ -51,13 +51,15 @@ class Config(Mapping):
     def __repr__(self) -> str:
         return f"Config({self._values!r})"
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
-        """A new Config with ``overrides`` applied and checked like any other source."""
+    def with_overrides(self, overrides: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Config:
+        """A new Config with ``overrides`` applied and checked like any other source; ``sources`` names the
+        flag each key came from, for the one-line errors."""
         values = dict(self._values)
         for key, value in overrides.items():
-            _check_key(key, "override")
-            values[key] = _coerce(key, value, "override")
-        check_relations(values, "override")
+            where = (sources or {}).get(key, "override")
+            _check_key(key, where)
+            values[key] = _coerce(key, value, where)
+        check_relations(values, "config")
         return Config(values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,14 +155,15 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def load_config(preset: str = "default_config", overrides: Mapping[str, Any] | None = None) -> Config:
-    """Defaults, then the named preset, then ``overrides`` (already typed, e.g. from flags)."""
+def load_config(preset: str = "default_config", overrides: Mapping[str, Any] | None = None,
+                sources: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the named preset, then ``overrides`` (already typed, e.g. from flags).
+
+    ``sources`` names where each override came from (``--epochs``, ``--set``) for the one-line errors."""
     values = dict(default_config.CONFIG)
-    for key, value in {**PRESETS[preset_name(preset)], **(overrides or {})}.items():
-        _check_key(key, f"preset {preset}" if key not in (overrides or {}) else "override")
-        values[key] = _coerce(key, value, key)
-    check_relations(values, "config" if not overrides else "--set/flags")
-    return Config(values)
+    for key, value in PRESETS[preset_name(preset)].items():
+        values[key] = _coerce(key, value, f"preset {preset}")
+    return Config(values).with_overrides(overrides or {}, sources)
 
 
 def config_from_dict(values: Mapping[str, Any]) -> Config:
