@@ -108,24 +108,24 @@ def release_from_struct(release: Any, source: str) -> Release:
     return Release(names=names, is_train=is_train, rects=rects, single_person=single)
 
 
-def check_mat_path(path: str) -> str:
+def check_mat_path(path: str, flag: str = "--mat") -> str:
     """Return ``path`` after checking that it names an existing .mat file (cheap, before the slow load)."""
     if not os.path.isfile(path):
-        raise UserInputError(f"--mat: file not found: {path} (expected mpii_human_pose_v1_u12_1.mat)")
+        raise UserInputError(f"{flag}: file not found: {path} (expected mpii_human_pose_v1_u12_1.mat)")
     if not path.lower().endswith(".mat"):
-        raise UserInputError(f"--mat: expected a .mat file (mpii_human_pose_v1_u12_1.mat), got {path}")
+        raise UserInputError(f"{flag}: expected a .mat file (mpii_human_pose_v1_u12_1.mat), got {path}")
     return path
 
 
-def load_release(path: str) -> Release:
-    """Load the official ``mpii_human_pose_v1_u12_1.mat``; one-line errors name ``--mat``."""
-    check_mat_path(path)
+def load_release(path: str, flag: str = "--mat") -> Release:
+    """Load the official ``mpii_human_pose_v1_u12_1.mat``; one-line errors name ``flag``."""
+    check_mat_path(path, flag)
     try:
         mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)
     except (scipy.io.matlab.MatReadError, ValueError, OSError, NotImplementedError, TypeError):
-        raise UserInputError(f"--mat: cannot read {path} as a MATLAB file") from None
+        raise UserInputError(f"{flag}: cannot read {path} as a MATLAB file") from None
     if "RELEASE" not in mat:
-        raise UserInputError(f"--mat: {path} holds no RELEASE struct (expected the official MPII annotations)")
+        raise UserInputError(f"{flag}: {path} holds no RELEASE struct (expected the official MPII annotations)")
     return release_from_struct(mat["RELEASE"], path)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from utils.errors import UserInputError
@@ -48,8 +50,36 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path`` (same suffix, so writers that pick a format by extension work);
+    rename it over ``path`` when the block ends, or remove it if the block raises.
+
+    A reader never sees a half-written ``path``: either the old file or the complete new one. An
+    ``OSError`` (a full disk, a read-only folder) becomes one line naming ``path`` and the system's message.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=os.path.splitext(name)[1])
+        os.close(fd)
+    except OSError as err:
+        raise UserInputError(f"cannot write {path}: {err.strerror or err}") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file what open() would
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserInputError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_json(path: str, value: Any, indent: int = 2) -> str:
-    """Write ``json_safe(value)`` to ``path`` as strict JSON; returns ``path``."""
-    with open(path, "w") as f:
-        json.dump(json_safe(value), f, indent=indent, allow_nan=False)
+    """Write ``json_safe(value)`` to ``path`` as strict JSON, atomically (``atomic_output``); returns ``path``."""
+    text = json.dumps(json_safe(value), indent=indent, allow_nan=False)
+    with atomic_output(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
     return path
