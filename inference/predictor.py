@@ -30,6 +30,8 @@ from utils.io import atomic_output, json_safe, write_json
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 DEFAULT_FPS, MAX_FPS = 30.0, 1000.0  # a video whose container gives no usable frame rate is written at 30 fps
+Box = tuple[float, float, float, float]  # x, y, w, h in original px, pixel-edge units (the whole image: 0 0 W H)
+MAX_BOX_FACTOR = 10.0  # a box this many times the image's larger side shrinks the image below a tenth of the crop
 
 
 def joint_spec_for(ckpt: dict, path: str) -> tuple[str, JointSpec]:
@@ -46,10 +48,6 @@ def joint_spec_for(ckpt: dict, path: str) -> tuple[str, JointSpec]:
         raise UserInputError(f"--checkpoint {path}: model predicts {joints} joints but its dataset '{name}' has "
                              f"{spec.num_joints}")
     return name, spec
-
-
-Box = tuple[float, float, float, float]  # x, y, w, h in original px, pixel-edge units (the whole image: 0 0 W H)
-MAX_BOX_FACTOR = 10.0  # a box this many times the image's larger side shrinks the image below a tenth of the crop
 
 
 def _show(box) -> str:
