@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"submission: {path}" + ("" if args.mpii_mat else " (people of test.h5 only; pass --mpii_mat "
                                        "mpii_human_pose_v1_u12_1.mat for the layout the MPII evaluation reads)"))
     if not dataset.ann.labelled:
-        print(f"no metric: split '{split}' of {args.dataset} has no joint labels; predictions written to {outdir}")
+        written = "" if args.predictions else f"; predictions: {os.path.join(outdir, 'predictions.h5')}"
+        print(f"no metric: split '{split}' of {args.dataset} has no joint labels{written}")
         return result
     print(report(result))
     print(f"metrics: {write_metrics(outdir, result, args.dataset, split)}")
