@@ -2,6 +2,11 @@
 
     python test.py --checkpoint trainmodel/run/best.pt --dataset lspet --path DIR --split val --output out/
     python test.py --predictions preds.h5 --dataset mpii --path DIR --split valid --output out/
+    python test.py --checkpoint best.pt --dataset mpii --path DIR --split test --output out/ \
+        --mpii_mat mpii_human_pose_v1_u12_1.mat
+
+A split without joint labels (MPII's test split) has no metric: its predictions are written, and for MPII
+also the submission file pred_keypoints_mpii.mat (inference/submission.py).
 """
 
 from __future__ import annotations
@@ -9,11 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 
+import numpy as np
+
 from config import load_config
 from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT, build_dataset
+from datasets.mpii_official import check_mat_path
 from inference.predict import evaluate_checkpoint
 from inference.scoring import read_predictions, report, score_dataset, write_metrics, write_predictions
+from inference.submission import SUBMISSION_NAME, write_mpii_submission
 from reporting.plots import plot_pck_curve, save_prediction_pictures
 from utils.errors import UserInputError, exit_on_user_error
 from utils.io import ensure_writable_dir
@@ -39,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=32, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--num_pictures", type=int, default=8, help="prediction pictures to write")
+    p.add_argument("--mpii_mat", default=None,
+                   help="MPII --split test: the official mpii_human_pose_v1_u12_1.mat, to write the submission in "
+                        "the layout the MPII evaluation reads (every test image and person of the release)")
     return p.parse_args(argv)
 
 
@@ -50,10 +62,16 @@ def main(argv: list[str] | None = None) -> dict:
     outdir = ensure_writable_dir(args.output, "--output")
     if args.max_samples is not None and args.max_samples < 1:
         raise UserInputError(f"--max_samples: must be at least 1, got {args.max_samples}")
+    submission = args.dataset == "mpii" and split == "test"
+    if args.mpii_mat is not None:
+        if not submission:
+            raise UserInputError("--mpii_mat: only for --dataset mpii --split test (the submission file)")
+        check_mat_path(args.mpii_mat, "--mpii_mat")
     if args.predictions:
         dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
         preds = read_predictions(args.predictions, len(dataset), dataset.spec.num_joints)
-        result = score_dataset(preds, dataset, args.alpha)
+        result = score_dataset(preds, dataset, args.alpha) if dataset.ann.labelled else {}
+        rows = np.arange(len(dataset))
     else:
         result, dataset = evaluate_checkpoint(
             args.checkpoint, args.dataset, args.path, split, args.device, flip=not args.no_flip, amp=args.amp,
@@ -62,9 +80,18 @@ def main(argv: list[str] | None = None) -> dict:
         shown = slice(0, args.num_pictures)
         save_prediction_pictures(dataset, result["index"][shown], result["preds"][shown],
                                  os.path.join(outdir, "pictures"))
-        plot_pck_curve(result, os.path.join(outdir, "pck_curve.png"))
-        result.pop("index")
-        write_predictions(os.path.join(outdir, "predictions.h5"), result.pop("preds"), result.pop("scores"))
+        if dataset.ann.labelled:
+            plot_pck_curve(result, os.path.join(outdir, "pck_curve.png"))
+        rows, preds = result.pop("index"), result.pop("preds")
+        write_predictions(os.path.join(outdir, "predictions.h5"), preds, result.pop("scores"))
+    if submission:
+        path = write_mpii_submission(os.path.join(outdir, SUBMISSION_NAME), preds, rows, dataset, args.mpii_mat)
+        print(f"submission: {path}" + ("" if args.mpii_mat else " (people of test.h5 only; pass --mpii_mat "
+                                       "mpii_human_pose_v1_u12_1.mat for the layout the MPII evaluation reads)"))
+    if not dataset.ann.labelled:
+        written = "" if args.predictions else f"; predictions: {os.path.join(outdir, 'predictions.h5')}"
+        print(f"no metric: split '{split}' of {args.dataset} has no joint labels{written}")
+        return result
     print(report(result))
     print(f"metrics: {write_metrics(outdir, result, args.dataset, split)}")
     return result

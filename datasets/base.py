@@ -37,6 +37,7 @@ class Annotations:
     box_sizes: np.ndarray  # (N,) person-box side
     ref_lengths: np.ndarray  # (N,) metric reference length (head size or torso); NaN = sample not scored
     image_names: list[str]  # (N,) file name (or a label for generated images)
+    labelled: bool = True  # False for a split published without joints (MPII test): predict only, no metric
 
     def __len__(self) -> int:
         return len(self.joints)

@@ -61,6 +61,7 @@ def load_mpii_annotations(path: str, labelled: bool = True) -> Annotations:
         visible = _read(f, "visible", path, (16,)) if "visible" in f else np.zeros((n, 16))
         has_normalize = "normalize" in f
         normalize = _read(f, "normalize", path, ()) if has_normalize else np.full(n, np.nan)  # NaN: not scored
+        has_joints = "part" in f  # test.h5 has no joints (scripts/prepare_mpii.py, Newell's files alike)
     if not (len(scales) == len(parts) == len(visible) == len(normalize) == len(names) == n):
         raise UserInputError(f"{path}: datasets have different lengths (expected one entry per person)")
     check_values(centers, path, "'center'", names)
@@ -78,6 +79,7 @@ def load_mpii_annotations(path: str, labelled: bool = True) -> Annotations:
         box_sizes=200.0 * scales,
         ref_lengths=normalize,
         image_names=names,
+        labelled=has_joints,
     )
 
 
@@ -97,3 +99,19 @@ class MPIIDataset(PoseDataset):
 
     def load_image(self, index: int) -> np.ndarray:
         return read_image(os.path.join(self.root, "images", self.ann.image_names[index]))
+
+    def official_ids(self) -> tuple[np.ndarray, np.ndarray]:
+        """(index, person) of each sample in the official annotation list (``read_official_ids``)."""
+        return read_official_ids(os.path.join(self.root, "annot", SPLITS[self.split]))
+
+
+def read_official_ids(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(index, person) of every row of an MPII h5 file, 0-based: the image's position in the official
+    ``RELEASE.annolist`` and the person's in that image's ``annorect``, as ints (the files store float64)."""
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("index", "person") if k not in f]
+        if missing:
+            raise UserInputError(f"{path}: missing dataset(s) {', '.join(missing)} (needed to place predictions in "
+                                 "the official annotation list)")
+        index, person = f["index"][()], f["person"][()]
+    return np.rint(index).astype(np.int64), np.rint(person).astype(np.int64)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +39,7 @@ import scipy.io
 
 from datasets.skeleton import MPII
 from utils.errors import UserInputError
+from utils.io import atomic_output
 
 NUM_JOINTS = MPII.num_joints
 PELVIS, THORAX = MPII.names.index("pelvis"), MPII.names.index("thorax")
@@ -108,24 +108,24 @@ def release_from_struct(release: Any, source: str) -> Release:
     return Release(names=names, is_train=is_train, rects=rects, single_person=single)
 
 
-def check_mat_path(path: str) -> str:
+def check_mat_path(path: str, flag: str = "--mat") -> str:
     """Return ``path`` after checking that it names an existing .mat file (cheap, before the slow load)."""
     if not os.path.isfile(path):
-        raise UserInputError(f"--mat: file not found: {path} (expected mpii_human_pose_v1_u12_1.mat)")
+        raise UserInputError(f"{flag}: file not found: {path} (expected mpii_human_pose_v1_u12_1.mat)")
     if not path.lower().endswith(".mat"):
-        raise UserInputError(f"--mat: expected a .mat file (mpii_human_pose_v1_u12_1.mat), got {path}")
+        raise UserInputError(f"{flag}: expected a .mat file (mpii_human_pose_v1_u12_1.mat), got {path}")
     return path
 
 
-def load_release(path: str) -> Release:
-    """Load the official ``mpii_human_pose_v1_u12_1.mat``; one-line errors name ``--mat``."""
-    check_mat_path(path)
+def load_release(path: str, flag: str = "--mat") -> Release:
+    """Load the official ``mpii_human_pose_v1_u12_1.mat``; one-line errors name ``flag``."""
+    check_mat_path(path, flag)
     try:
         mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)
     except (scipy.io.matlab.MatReadError, ValueError, OSError, NotImplementedError, TypeError):
-        raise UserInputError(f"--mat: cannot read {path} as a MATLAB file") from None
+        raise UserInputError(f"{flag}: cannot read {path} as a MATLAB file") from None
     if "RELEASE" not in mat:
-        raise UserInputError(f"--mat: {path} holds no RELEASE struct (expected the official MPII annotations)")
+        raise UserInputError(f"{flag}: {path} holds no RELEASE struct (expected the official MPII annotations)")
     return release_from_struct(mat["RELEASE"], path)
 
 
@@ -303,15 +303,8 @@ def write_valid_csv(path: str, valid: PeopleList) -> str:
 
 def write_h5(path: str, arrays: dict[str, np.ndarray]) -> str:
     """Write ``arrays`` as datasets of a new h5 file (attribute name='mpii'), atomically: temp file, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["name"] = "mpii"
-            for key, value in arrays.items():
-                f.create_dataset(key, data=value)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["name"] = "mpii"
+        for key, value in arrays.items():
+            f.create_dataset(key, data=value)
     return path

@@ -121,7 +121,8 @@ def evaluate_checkpoint(checkpoint: str, dataset_name: str, data_path: str | Non
     """test.py's model mode: rebuild G from the checkpoint alone, predict the split's samples, score them.
 
     Returns (result, dataset): the metrics with ``index``, ``preds`` (original px) and ``scores`` of the
-    first ``max_samples`` samples."""
+    first ``max_samples`` samples; for a split without labels (``dataset.ann.labelled`` False, MPII's test
+    split) only ``index``, ``preds`` and ``scores``."""
     loaded = load_generator(checkpoint, device, amp, trust)
     dataset = build_dataset(dataset_name, data_path, split, loaded.cfg, train=False)
     joints = loaded.ckpt["model_args"]["num_joints"]
@@ -131,4 +132,7 @@ def evaluate_checkpoint(checkpoint: str, dataset_name: str, data_path: str | Non
     loader = make_eval_loader(dataset, batch_size, workers, limit=max_samples,
                               pin_memory=loaded.device.type == "cuda")
     settings = inference_settings(loaded.cfg, dataset.spec, loaded.device, flip)
+    if not dataset.ann.labelled:  # nothing to score against: predictions only
+        part = predict_loader(loaded.generator, loader, settings, loaded.device)
+        return gather_predictions(part, DistInfo()), dataset
     return validate(loaded.generator, loader, dataset, settings, loaded.device, alpha=alpha), dataset

@@ -1,17 +1,20 @@
-"""Pose prediction on arbitrary image files with a trained checkpoint: the logic behind predict.py.
+"""Pose prediction on arbitrary image and video files with a trained checkpoint: the logic behind predict.py.
 
-image file -> square person box (given, or the whole image) -> the same crop and normalisation as the
-datasets' test-time pipeline -> G (flip-averaged) -> joints in original px -> ``<name>.json`` + ``<name>.png``.
+image file or video frame -> square person box (given, or the whole image) -> the same crop and normalisation
+as the datasets' test-time pipeline -> G (flip-averaged) -> joints in original px -> ``<name>.json`` +
+``<name>.png`` per image, or ``<stem>.jsonl`` + ``<stem>.mp4`` per video.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from config import Config
 from datasets import DATASETS
@@ -22,9 +25,13 @@ from inference.weights import load_generator
 from runtime.device import autocast_dtype, place_images
 from utils.drawing import YELLOW, draw_pose
 from utils.errors import UserInputError
-from utils.io import write_json
+from utils.io import atomic_output, json_safe, write_image, write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+DEFAULT_FPS, MAX_FPS = 30.0, 1000.0  # a video whose container gives no usable frame rate is written at 30 fps
+Box = tuple[float, float, float, float]  # x, y, w, h in original px, pixel-edge units (the whole image: 0 0 W H)
+MAX_BOX_FACTOR = 10.0  # a box this many times the image's larger side shrinks the image below a tenth of the crop
 
 
 def joint_spec_for(ckpt: dict, path: str) -> tuple[str, JointSpec]:
@@ -43,15 +50,117 @@ def joint_spec_for(ckpt: dict, path: str) -> tuple[str, JointSpec]:
     return name, spec
 
 
+def _show(box) -> str:
+    try:
+        return "[" + ", ".join(f"{float(v):g}" for v in box) + "]"
+    except (TypeError, ValueError):
+        return repr(box)
+
+
+def check_box(box, where: str, width: int | None = None, height: int | None = None) -> Box:
+    """``box`` as four floats, after checking it: finite, positive width and height and, given the image size,
+    overlapping the image and at most ``MAX_BOX_FACTOR`` times its larger side (a box outside the image or of
+    absurd size gives joints far off the image or non-finite ones). ``where`` names the flag or file."""
+    try:
+        values = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise UserInputError(f"{where}: box {_show(box)} must be 4 finite numbers x y w h (original px)")
+    x, y, w, h = values
+    if not (w > 0 and h > 0):
+        raise UserInputError(f"{where}: box {_show(box)}: width and height must be positive")
+    if width is not None and height is not None:
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise UserInputError(f"{where}: box {_show(box)} does not overlap the {width}x{height} image "
+                                 "(x y w h in original px, the whole image is 0 0 W H)")
+        if max(w, h) > MAX_BOX_FACTOR * max(width, height):
+            raise UserInputError(f"{where}: box {_show(box)} is more than {MAX_BOX_FACTOR:g}x the {width}x{height} "
+                                 "image's larger side (expected a box around the person)")
+    return values
+
+
 def box_from_xywh(x: float, y: float, w: float, h: float) -> tuple[np.ndarray, float]:
     """(centre in pixel-centre coordinates, side) of the square crop for box ``x y w h``.
 
     The box is in pixel-edge units: the whole image of W x H px is ``0 0 W H``. The crop is the square of
     side max(w, h) around the box centre, as the datasets' person boxes are squares.
     """
-    if not (w > 0 and h > 0):
-        raise UserInputError(f"--bbox: width and height must be positive, got {w} x {h}")
+    x, y, w, h = check_box((x, y, w, h), "--bbox")
     return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), float(max(w, h))
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """Where each person box comes from: ``fixed`` (one --bbox for everything), ``by_name`` (--bboxes dict: image
+    file name -> box), ``by_frame`` (--bboxes list: video frame -> box), or none of them: the whole image."""
+
+    fixed: Box | None = None
+    by_name: dict[str, Box] | None = None
+    by_frame: list[Box] | None = None
+    source: str = "--bbox"  # the flag (and file) for messages
+
+    def for_image(self, path: str, width: int, height: int) -> Box:
+        """The box of image file ``path``, checked against its size."""
+        if self.by_frame is not None:
+            raise UserInputError(f"{self.source}: a list gives one box per video frame; for images give a dict "
+                                 "of file name -> [x, y, w, h]")
+        if self.by_name is not None:
+            name = os.path.basename(path)
+            if name not in self.by_name:
+                raise UserInputError(f"{self.source}: no box for image '{name}' (keys are file names)")
+            return check_box(self.by_name[name], f"{self.source}: '{name}'", width, height)
+        return self._fixed_or_whole(width, height, path)
+
+    def for_frame(self, frame: int, width: int, height: int) -> Box:
+        """The box of video frame ``frame`` (0-based), checked against the frame size."""
+        if self.by_name is not None:
+            raise UserInputError(f"{self.source}: a dict gives one box per image file; for a video give a list "
+                                 "with one [x, y, w, h] per frame")
+        if self.by_frame is not None:
+            if frame >= len(self.by_frame):
+                raise UserInputError(f"{self.source}: no box for frame {frame} (the list has {len(self.by_frame)})")
+            return check_box(self.by_frame[frame], f"{self.source}: frame {frame}", width, height)
+        return self._fixed_or_whole(width, height, f"frame {frame}")
+
+    def _fixed_or_whole(self, width: int, height: int, what: str) -> Box:
+        if self.fixed is None:
+            return 0.0, 0.0, float(width), float(height)
+        return check_box(self.fixed, f"{self.source} (for {what})", width, height)
+
+
+def read_boxes(path: str) -> Boxes:
+    """``--bboxes FILE.json``: a dict (image file name -> [x, y, w, h]) or a list (one [x, y, w, h] per video
+    frame), original px; every box is checked for finite, positive values here and against its image later."""
+    where = f"--bboxes {path}"
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except FileNotFoundError:
+        raise UserInputError(f"--bboxes: file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserInputError(f"{where}: cannot read it as JSON ({err})") from None
+    if isinstance(value, dict):
+        return Boxes(by_name={str(k): check_box(v, f"{where}: '{k}'") for k, v in value.items()}, source=where)
+    if isinstance(value, list):
+        return Boxes(by_frame=[check_box(v, f"{where}: frame {i}") for i, v in enumerate(value)], source=where)
+    raise UserInputError(f"{where}: expected a dict of image file name -> [x, y, w, h] or a list of [x, y, w, h] "
+                         f"per video frame, got {type(value).__name__}")
+
+
+def is_video(path: str) -> bool:
+    """A video by its extension, or a file of another extension that OpenCV cannot decode as an image but
+    opens as a video."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in VIDEO_EXTENSIONS or ext in IMAGE_EXTENSIONS or not os.path.isfile(path):
+        return ext in VIDEO_EXTENSIONS
+    if cv2.imread(path, cv2.IMREAD_COLOR) is not None:
+        return False
+    capture = cv2.VideoCapture(path)
+    try:
+        return bool(capture.isOpened())
+    finally:
+        capture.release()
 
 
 def list_images(path: str) -> list[str]:
@@ -115,26 +224,118 @@ def draw_prediction(image_rgb: np.ndarray, coords: np.ndarray, spec: JointSpec, 
     return draw_pose(picture, coords, spec.limbs, YELLOW, radius=radius)
 
 
-def predict_files(predictor: Predictor, image: str, outdir: str, bbox: tuple | None = None) -> list[dict]:
-    """Predict every image of ``image`` (file or directory); write ``<name>.json`` and ``<name>.png`` into outdir."""
+def joint_records(spec: JointSpec, coords: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """The joints of one prediction as JSON records: name, x and y (original px), heatmap peak score."""
+    return [{"name": n, "x": float(x), "y": float(y), "score": float(s)}
+            for n, (x, y), s in zip(spec.names, coords, scores, strict=True)]
+
+
+@dataclass
+class Outcome:
+    """What ``predict_files`` did: one record per image or video, and the files it skipped as unreadable."""
+
+    records: list[dict]
+    skipped: list[str]
+
+
+def predict_files(predictor: Predictor, image: str, outdir: str, boxes: Boxes | None = None,
+                  skip_bad: bool = False) -> Outcome:
+    """Predict ``image``: a video file (``predict_video``), an image file, or every image of a directory,
+    writing ``<name>.json`` and ``<name>.png`` per image into ``outdir``. ``skip_bad``: an image that cannot be
+    decoded is skipped and named in ``Outcome.skipped`` instead of stopping the run."""
+    boxes = boxes or Boxes()
+    if os.path.isfile(image) and is_video(image):
+        record = predict_video(predictor, image, outdir, boxes, skip_bad)
+        return Outcome([record], record["skipped"])
     paths = list_images(image)
-    records = []
+    records, skipped = [], []
     for path, name in zip(paths, _output_names(paths), strict=True):
-        rgb = read_image(path)
+        try:
+            rgb = read_image(path)
+        except UserInputError:
+            if not skip_bad:
+                raise
+            skipped.append(os.path.basename(path))
+            continue
         height, width = rgb.shape[:2]
-        box = tuple(float(v) for v in bbox) if bbox is not None else (0.0, 0.0, float(width), float(height))
-        center, side = box_from_xywh(*box)
-        coords, scores = predictor.predict(rgb, center, side)
+        box = boxes.for_image(path, width, height)
+        coords, scores = predictor.predict(rgb, *box_from_xywh(*box))
         record = {
             "image": path, "width": width, "height": height, "box_xywh": list(box),
-            "dataset": predictor.dataset,
-            "joints": [{"name": n, "x": float(x), "y": float(y), "score": float(s)}
-                       for n, (x, y), s in zip(predictor.spec.names, coords, scores, strict=True)],
+            "dataset": predictor.dataset, "joints": joint_records(predictor.spec, coords, scores),
         }
         record["json"] = os.path.join(outdir, f"{name}.json")
         record["png"] = os.path.join(outdir, f"{name}.png")
         write_json(record["json"], {k: v for k, v in record.items() if k not in ("json", "png")})
-        if not cv2.imwrite(record["png"], draw_prediction(rgb, coords, predictor.spec, box)):
-            raise UserInputError(f"--output: cannot write {record['png']}")
+        write_image(record["png"], draw_prediction(rgb, coords, predictor.spec, box))
         records.append(record)
-    return records
+    if not records:
+        raise UserInputError(f"--image {image}: no image could be decoded (skipped: {', '.join(skipped)})")
+    return Outcome(records, skipped)
+
+
+def predict_video(predictor: Predictor, path: str, outdir: str, boxes: Boxes, skip_bad: bool = False) -> dict:
+    """Predict every frame of video ``path``: ``<stem>.mp4`` (the skeletons drawn over the frames, same size and
+    fps, mp4v) and ``<stem>.jsonl`` (one line per frame: frame, time_s, box_xywh, joints) in ``outdir``.
+
+    Both files are written under temporary names and renamed when the video is done, so a failure leaves
+    neither behind. A video that stops decoding before the frame count its container declares (a cut or
+    damaged file) is an error, or with ``skip_bad`` keeps the frames decoded so far and names the rest in the
+    record's ``skipped``."""
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise UserInputError(f"--image: cannot open video {path}")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps_known = bool(np.isfinite(fps) and 0 < fps <= MAX_FPS)
+    fps = float(fps) if fps_known else DEFAULT_FPS
+    declared = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    declared = int(declared) if np.isfinite(declared) and 0 < declared < 1e9 else None
+    stem = os.path.splitext(os.path.basename(path))[0]
+    video_out, jsonl_out = (os.path.join(outdir, stem + ext) for ext in (".mp4", ".jsonl"))
+    if os.path.exists(video_out) and os.path.samefile(video_out, path):
+        raise UserInputError(f"--output: writing {video_out} would replace the input video (choose another folder)")
+    frame, width, height = 0, 0, 0
+    writer = None
+    bar = tqdm(total=declared, desc=os.path.basename(path), unit="frame", leave=False)  # the summary line stays
+    try:
+        with atomic_output(video_out) as tmp_video, atomic_output(jsonl_out) as tmp_jsonl, \
+                open(tmp_jsonl, "w") as lines:
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                if writer is None:
+                    height, width = rgb.shape[:2]
+                    writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                    if not writer.isOpened():
+                        raise UserInputError(f"cannot write {video_out}: OpenCV could not open an mp4v writer")
+                box = boxes.for_frame(frame, width, height)
+                coords, scores = predictor.predict(rgb, *box_from_xywh(*box))
+                lines.write(json.dumps(json_safe({"frame": frame, "time_s": frame / fps, "box_xywh": list(box),
+                                                  "joints": joint_records(predictor.spec, coords, scores)}),
+                                       allow_nan=False) + "\n")
+                writer.write(draw_prediction(rgb, coords, predictor.spec, box))
+                frame += 1
+                bar.update()
+            if writer is not None:
+                writer.release()
+                if os.path.getsize(tmp_video) == 0:  # VideoWriter reports no write errors (a full disk)
+                    raise UserInputError(f"cannot write {video_out}: nothing was written (disk full?)")
+            if frame == 0:
+                raise UserInputError(f"--image: no frame of video {path} could be decoded")
+            skipped = []
+            if declared is not None and frame < declared:
+                if not skip_bad:
+                    raise UserInputError(f"--image {path}: frame {frame} of the {declared} the video declares cannot "
+                                         f"be decoded (a cut or damaged file?); pass --skip_bad_images to keep the "
+                                         f"{frame} frames before it")
+                skipped = [f"{os.path.basename(path)} frames {frame}-{declared - 1}"]
+    finally:
+        bar.close()
+        capture.release()
+        if writer is not None:
+            writer.release()
+    return {"image": path, "video": video_out, "jsonl": jsonl_out, "frames": frame, "fps": fps,
+            "fps_known": fps_known, "width": width, "height": height, "dataset": predictor.dataset,
+            "skipped": skipped}

@@ -19,6 +19,8 @@ def score_dataset(
 ) -> dict:
     """Evaluate ``preds`` (N, J, 2) in original px against the dataset's labels (or the rows ``indices``)."""
     ann = dataset.ann
+    if not ann.labelled:  # callers check first (test.py predicts without a metric); this guards the rest
+        raise UserInputError("this split has no joint labels (e.g. MPII's test split): there is no metric to compute")
     sel = np.arange(len(ann)) if indices is None else np.asarray(indices)
     return evaluate(
         preds, ann.joints[sel], ann.annotated[sel], ann.visible[sel], ann.ref_lengths[sel], dataset.spec, alpha

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import cv2
 import h5py
@@ -126,3 +128,184 @@ def test_training_curves_at_the_end_and_on_demand(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         plot_curves.main([str(tmp_path)])
     assert exc.value.code == 2 and capsys.readouterr().err.startswith("error: no training log")
+
+
+# --- videos, per-image and per-frame boxes, unreadable files, bad boxes -------------------------------------------
+
+def _write_video(path, frames: int = 5, size=(48, 40), fps: float = 12.5, fourcc: str = "mp4v") -> list[np.ndarray]:
+    """A small video of random frames; returns the frames as written (BGR)."""
+    rng = np.random.default_rng(1)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    assert writer.isOpened()
+    images = [rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8) for _ in range(frames)]
+    for image in images:
+        writer.write(image)
+    writer.release()
+    return images
+
+
+def _decoded_frames(path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def _lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _fails(argv, capsys) -> str:
+    """Run predict.py expecting a one-line error; returns the line."""
+    with pytest.raises(SystemExit) as exc:
+        predict.main(argv)
+    stderr = capsys.readouterr().err
+    err = stderr.rsplit("\r", 1)[-1]  # what a terminal shows: a video's progress bar clears itself
+    assert exc.value.code == 2 and stderr.count("\n") == 1 and err.startswith("error: "), stderr
+    return err
+
+
+def test_video_gives_an_overlay_video_and_joints_per_frame(run_dir, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    _write_video(video)
+    out = tmp_path / "out"
+    (record,) = predict.main(["--checkpoint", str(run_dir), "--image", str(video), "--output", str(out),
+                              "--device", "cpu"])
+    assert record["frames"] == 5 and record["fps"] == 12.5 and (record["width"], record["height"]) == (48, 40)
+    assert "5 frames, 12.5 fps" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]  # no temporary files left
+
+    overlay = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert overlay.get(cv2.CAP_PROP_FPS) == 12.5
+    drawn = _decoded_frames(out / "clip.mp4")
+    assert len(drawn) == 5 and drawn[0].shape == (40, 48, 3)
+
+    lines = _lines(out / "clip.jsonl")
+    assert [r["frame"] for r in lines] == list(range(5))
+    assert [r["time_s"] for r in lines] == [i / 12.5 for i in range(5)]
+    predictor = Predictor.from_checkpoint(str(run_dir), "cpu")
+    for frame, line in zip(_decoded_frames(video), lines, strict=True):  # the frames as decoded, whole-frame box
+        assert line["box_xywh"] == [0, 0, 48, 40]
+        coords, scores = predictor.predict(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), *box_from_xywh(0, 0, 48, 40))
+        np.testing.assert_allclose([[j["x"], j["y"]] for j in line["joints"]], coords, atol=1e-9)
+        np.testing.assert_allclose([j["score"] for j in line["joints"]], scores, atol=1e-6)
+        assert [j["name"] for j in line["joints"]] == list(MPII.names)
+
+    # any file OpenCV opens as a video counts as one, whatever its extension
+    shutil.copy(video, tmp_path / "clip.bin")
+    (record,) = predict.main(["--checkpoint", str(run_dir), "--image", str(tmp_path / "clip.bin"), "--output",
+                              str(tmp_path / "bin"), "--device", "cpu"])
+    assert record["frames"] == 5 and _lines(tmp_path / "bin" / "clip.jsonl") == lines
+
+
+def test_boxes_per_frame_and_per_image(run_dir, photos, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    _write_video(video, frames=3)
+    per_frame = [[0, 0, 48, 40], [10, 5, 20, 30], [4.5, 2, 30, 30]]
+    (tmp_path / "frames.json").write_text(json.dumps(per_frame))
+    predict.main(["--checkpoint", str(run_dir), "--image", str(video), "--output", str(tmp_path / "v"),
+                  "--bboxes", str(tmp_path / "frames.json")])
+    assert [r["box_xywh"] for r in _lines(tmp_path / "v" / "clip.jsonl")] == per_frame
+
+    (tmp_path / "short.json").write_text(json.dumps(per_frame[:2]))
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(video), "--output", str(tmp_path / "s"),
+                  "--bboxes", str(tmp_path / "short.json")], capsys)
+    assert "short.json" in err and "no box for frame 2 (the list has 2)" in err
+    assert list((tmp_path / "s").iterdir()) == []  # neither output of the failed video is left
+
+    boxes = {"wide.png": [10, 5, 40, 50], "tall.png": [0, 0, 50, 80]}
+    (tmp_path / "images.json").write_text(json.dumps(boxes))
+    records = predict.main(["--checkpoint", str(run_dir), "--image", str(photos), "--output", str(tmp_path / "i"),
+                            "--bboxes", str(tmp_path / "images.json")])
+    assert {os.path.basename(r["image"]): r["box_xywh"] for r in records} == boxes
+    (single,) = predict.main(["--checkpoint", str(run_dir), "--image", str(photos / "wide.png"), "--output",
+                              str(tmp_path / "one"), "--bbox", "10", "5", "40", "50"])
+    assert single["joints"] == next(r for r in records if r["image"].endswith("wide.png"))["joints"]
+
+    (tmp_path / "partial.json").write_text(json.dumps({"wide.png": [10, 5, 40, 50]}))
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(photos), "--output", str(tmp_path / "p"),
+                  "--bboxes", str(tmp_path / "partial.json")], capsys)
+    assert "partial.json" in err and "no box for image 'tall.png'" in err
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(video), "--output", str(tmp_path / "p"),
+                  "--bboxes", str(tmp_path / "images.json")], capsys)
+    assert "a dict gives one box per image file" in err
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(photos), "--output", str(tmp_path / "p"),
+                  "--bboxes", str(tmp_path / "frames.json")], capsys)
+    assert "a list gives one box per video frame" in err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert "bad.json: cannot read it as JSON" in _fails(["--checkpoint", str(run_dir), "--image", str(photos),
+                                                         "--bboxes", str(tmp_path / "bad.json")], capsys)
+
+
+def test_a_folder_with_an_unreadable_file(run_dir, photos, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    shutil.copytree(photos, folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    out = tmp_path / "out"
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(folder), "--output", str(out)], capsys)
+    assert "broken.jpg" in err
+
+    records = predict.main(["--checkpoint", str(run_dir), "--image", str(folder), "--output", str(out),
+                            "--skip_bad_images"])
+    assert sorted(os.path.basename(r["image"]) for r in records) == ["tall.png", "wide.png"]
+    assert "skipped 1 unreadable: broken.jpg" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["tall.json", "tall.png", "wide.json", "wide.png"]
+
+    for name in ("tall.png", "wide.png"):
+        (folder / name).write_bytes(b"")
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(folder), "--output", str(out), "--skip_bad_images"],
+                 capsys)
+    assert "no image could be decoded" in err and "broken.jpg, tall.png, wide.png" in err
+
+
+def test_a_cut_video(run_dir, tmp_path, capsys):
+    """A video that stops decoding before its declared frame count: an error, or the frames before the cut."""
+    whole = tmp_path / "whole.avi"
+    _write_video(whole, frames=6, fourcc="MJPG")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    decoded = len(_decoded_frames(cut))
+    assert 0 < decoded < 6
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(cut), "--output", str(tmp_path / "a")], capsys)
+    assert f"frame {decoded} of the 6" in err and "cut.avi" in err
+    assert list((tmp_path / "a").iterdir()) == []
+    (record,) = predict.main(["--checkpoint", str(run_dir), "--image", str(cut), "--output", str(tmp_path / "b"),
+                              "--skip_bad_images"])
+    assert record["frames"] == decoded and len(_lines(tmp_path / "b" / "cut.jsonl")) == decoded
+    assert f"skipped 1 unreadable: cut.avi frames {decoded}-5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("box, message", [
+    (["500", "500", "10", "10"], "does not overlap the 90x60 image"),
+    (["-50", "0", "40", "60"], "does not overlap the 90x60 image"),
+    (["nan", "0", "40", "60"], "must be 4 finite numbers"),
+    (["0", "0", "inf", "60"], "must be 4 finite numbers"),
+    (["1e12", "0", "40", "60"], "does not overlap the 90x60 image"),
+    (["0", "0", "1e12", "1e12"], "more than 10x the 90x60 image's larger side"),
+    (["0", "0", "0", "60"], "width and height must be positive"),
+    (["0", "0", "40", "-1"], "width and height must be positive"),
+])
+def test_bad_boxes_are_one_line(run_dir, photos, tmp_path, capsys, box, message):
+    out = tmp_path / "out"
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(photos / "wide.png"), "--output", str(out),
+                  "--bbox", *box], capsys)
+    assert err.startswith("error: --bbox") and message in err
+    assert not out.exists() or list(out.iterdir()) == []
+    # the same box from a --bboxes file (JSON allows NaN and Infinity as Python writes them)
+    (tmp_path / "boxes.json").write_text(json.dumps({"wide.png": [float(v) for v in box]}))
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(photos / "wide.png"), "--output", str(out),
+                  "--bboxes", str(tmp_path / "boxes.json")], capsys)
+    assert "boxes.json: 'wide.png'" in err and message in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_failed_write_names_the_file(run_dir, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "wide.json").mkdir(parents=True)  # the JSON cannot replace a folder
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(photos / "wide.png"), "--output", str(out)], capsys)
+    assert f"cannot write {out / 'wide.json'}" in err
+    assert sorted(p.name for p in out.iterdir()) == ["wide.json"]  # no temporary file left

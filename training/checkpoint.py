@@ -122,6 +122,9 @@ def load_pretrained_generator(generator: nn.Module, path: str, trust: bool = Fal
 
 def check_resume_compatible(ckpt: dict, method: str, dataset: str, net_args: dict, path: str) -> None:
     """One-line error when the checkpoint is of another method, dataset or architecture than this run."""
+    if "optimizers" not in ckpt:  # a weights-only export (scripts/export.py): G's weights, no training state
+        raise UserInputError(f"--resume {path}: a weights-only file has no training state to resume from "
+                             "(start a run from its weights with --pretrained)")
     saved_method = ckpt.get("method") or ckpt.get("config", {}).get("method")
     if saved_method != method:
         raise UserInputError(f"--resume {path}: checkpoint is from a {saved_method} run, not {method}")

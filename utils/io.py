@@ -158,6 +158,24 @@ def write_bytes(path: str, data: bytes) -> str:
     return path
 
 
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yield a temp path beside ``path`` (same suffix, so writers that pick a format by extension work) for
+    writers that need a file name (OpenCV, scipy, h5py); rename it over ``path`` when the block ends, or
+    remove it if the block raises. A failed write becomes one line naming ``path`` (``write_error``)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = _create_temp(folder, os.path.splitext(path)[1], path)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        raise write_error(path, err) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def append_bytes(path: str, data: bytes) -> str:
     """Append ``data`` to ``path`` (created if needed), all or nothing: a failed write cuts the file back to
     its old length and raises one line naming ``path``; returns ``path``."""

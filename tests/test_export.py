@@ -1,0 +1,178 @@
+"""scripts/export.py: weights-only files (fp32 and fp16) that test.py and predict.py take, and the ONNX graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import predict
+import test as test_entry
+import train_supervised
+from config import config_from_dict, load_config
+from datasets import build_dataset
+from inference.export import EXPORT_FORMAT
+from inference.weights import generator_from_checkpoint
+from models import build_generator
+from training.build import generator_args
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def export_main(argv: list[str]):
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    try:
+        import export
+    finally:
+        sys.path.pop(0)
+    return export.main(argv)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished one-epoch tiny supervised run on the synthetic data."""
+    root = tmp_path_factory.mktemp("runs")
+    train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(root), "--modelName",
+                           "run", "--max_train_samples", "8", "--max_val_samples", "4"])
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def exports(run_dir, tmp_path_factory):
+    """(fp32 export, fp16 export) of the run's best.pt."""
+    folder = tmp_path_factory.mktemp("exports")
+    export_main([str(run_dir / "best.pt"), str(folder / "g.pt")])
+    export_main([str(run_dir / "best.pt"), str(folder / "g16.pt"), "--fp16"])
+    return folder / "g.pt", folder / "g16.pt"
+
+
+def _test_py(checkpoint, out) -> tuple[dict, np.ndarray]:
+    result = test_entry.main(["--checkpoint", str(checkpoint), "--dataset", "synthetic", "--output", str(out),
+                              "--max_samples", "4", "--workers", "0", "--device", "cpu", "--num_pictures", "0"])
+    with h5py.File(out / "predictions.h5") as f:
+        return result, f["preds"][()]
+
+
+def test_export_is_weights_only_and_scores_like_the_checkpoint(run_dir, exports, tmp_path):
+    path, _ = exports
+    ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(record) == {"format", "format_version", "generator", "model_args", "config", "dataset", "method",
+                           "weights_dtype", "source"}
+    assert record["format"] == EXPORT_FORMAT and record["weights_dtype"] == "float32"
+    assert record["model_args"] == ckpt["model_args"] and record["dataset"] == "synthetic"
+    assert record["config"] == config_from_dict(ckpt["config"]).to_dict()
+    assert json.loads(json.dumps(record["config"])) == record["config"]  # plain types only
+    assert record["source"]["epoch"] == ckpt["state"]["epoch"]
+    for name, tensor in ckpt["generator"].items():
+        assert torch.equal(record["generator"][name], tensor), name
+    assert os.path.getsize(path) < os.path.getsize(run_dir / "best.pt")  # no optimiser state, no P or C
+
+    from_ckpt, preds_ckpt = _test_py(run_dir / "best.pt", tmp_path / "ckpt")
+    from_export, preds_export = _test_py(path, tmp_path / "export")
+    np.testing.assert_array_equal(preds_export, preds_ckpt)
+    assert from_export == from_ckpt
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 255, (70, 50, 3), dtype=np.uint8))
+    (a,), (b,) = (predict.main(["--checkpoint", str(c), "--image", str(photo), "--output", str(tmp_path / n),
+                                "--device", "cpu"]) for c, n in ((run_dir / "best.pt", "p1"), (path, "p2")))
+    assert a["joints"] == b["joints"]
+
+
+def test_fp16_export_is_half_the_size_and_predicts_the_same(exports, tmp_path):
+    path, path16 = exports
+    record = torch.load(path16, map_location="cpu", weights_only=True)
+    assert record["weights_dtype"] == "float16"
+    assert all(t.dtype == torch.float16 for t in record["generator"].values() if t.is_floating_point())
+    payload = {p: sum(t.numel() * t.element_size() for t in torch.load(p, weights_only=True)["generator"].values())
+               for p in (path, path16)}
+    assert 0.5 <= payload[path16] / payload[path] < 0.51  # int64 BatchNorm counters stay as they are
+
+    _, g32 = generator_from_checkpoint(torch.load(path, weights_only=True))
+    _, g16 = generator_from_checkpoint(record)
+    assert all(p.dtype == torch.float32 for p in g16.state_dict().values() if p.is_floating_point())
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        h32, h16 = g32.eval()(images)["pose"][-1], g16.eval()(images)["pose"][-1]
+    assert not torch.equal(h32, h16)  # the weights were rounded
+    torch.testing.assert_close(h16, h32, rtol=0, atol=2e-3 * float(h32.abs().max()))
+
+    (_, preds32), (_, preds16) = _test_py(path, tmp_path / "a"), _test_py(path16, tmp_path / "b")
+    # argmax decoding: heatmaps this close move a peak by one heatmap cell at most (box side / output_res px)
+    cell = build_dataset("synthetic", None, "val", load_config("tiny"), train=False).ann.box_sizes[:4] / 16
+    moved = np.abs(preds16 - preds32).max(axis=-1)
+    assert (moved <= cell[:, None] + 1e-6).all() and np.mean(moved == 0) > 0.9
+
+
+def test_fp16_file_of_a_real_size_model_is_about_half(tmp_path):
+    """config.cpu_small's G (a few MB): the file size is the weights', so --fp16 halves it."""
+    cfg = load_config("cpu_small")
+    args = generator_args(cfg, 16)
+    torch.save({"generator": build_generator(args).state_dict(), "model_args": args, "config": cfg.to_dict(),
+                "dataset": "mpii"}, tmp_path / "ckpt.pt")
+    export_main([str(tmp_path / "ckpt.pt"), str(tmp_path / "g.pt")])
+    export_main([str(tmp_path / "ckpt.pt"), str(tmp_path / "g16.pt"), "--fp16"])
+    assert os.path.getsize(tmp_path / "g.pt") > 2**20
+    assert 0.48 < os.path.getsize(tmp_path / "g16.pt") / os.path.getsize(tmp_path / "g.pt") < 0.53
+
+
+def test_onnx_export_matches_torch(run_dir, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    out, graph = tmp_path / "g.pt", tmp_path / "g.onnx"
+    export_main([str(run_dir / "best.pt"), str(out), "--onnx", str(graph)])
+    assert "onnxruntime matches torch" in capsys.readouterr().out
+
+    _, generator = generator_from_checkpoint(torch.load(out, weights_only=True))
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))  # another batch size
+    with torch.no_grad():
+        expected = generator.eval()(images)["pose"][-1].numpy()
+    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    got = session.run(["heatmaps"], {"image": images.numpy()})[0]
+    assert got.shape == (3, 16, 16, 16)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    meta = {p.key: p.value for p in __import__("onnx").load(str(graph)).metadata_props}
+    assert meta["input_res"] == "64" and json.loads(meta["joints"])[0] == "r_ankle"
+
+
+def test_onnx_without_the_packages(run_dir, tmp_path, monkeypatch, capsys):
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "onnx", None)  # as if not installed
+        with pytest.raises(SystemExit) as exc:
+            export_main([str(run_dir / "best.pt"), str(tmp_path / "g.pt"), "--onnx", str(tmp_path / "g.onnx")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "'onnx'" in err and err.startswith("error: --onnx")
+    assert os.listdir(tmp_path) == []  # nothing written
+
+    pytest.importorskip("onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    export_main([str(run_dir / "best.pt"), str(tmp_path / "g.pt"), "--onnx", str(tmp_path / "g.onnx")])
+    assert "onnxruntime not installed: check skipped" in capsys.readouterr().out
+    assert (tmp_path / "g.onnx").stat().st_size > 0
+
+
+def test_export_refusals(run_dir, exports, tmp_path, capsys):
+    path, _ = exports
+    before = path.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        export_main([str(run_dir / "best.pt"), str(path)])
+    assert exc.value.code == 2 and "exists (pass --overwrite" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    with pytest.raises(SystemExit) as exc:
+        export_main([str(run_dir / "best.pt"), str(run_dir / "best.pt"), "--overwrite"])
+    assert exc.value.code == 2 and "is the checkpoint being exported" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        export_main([str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")])
+    assert exc.value.code == 2 and "checkpoint not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path),
+                               "--modelName", "again", "--resume", str(path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "weights-only file" in err and "--pretrained" in err
