@@ -17,6 +17,18 @@ SPLITS = {"train": "train.h5", "valid": "valid.h5", "val": "valid.h5", "test": "
 LABEL_KEYS = ("part", "visible", "normalize")  # in train/valid files; test files have no joints
 
 
+def open_h5(path: str, what: str, flag: str = "") -> h5py.File:
+    """``path`` opened for reading; a missing or non-HDF5 file is one line naming ``flag`` and ``what`` it
+    should be."""
+    prefix = f"{flag}: " if flag else ""
+    if not os.path.isfile(path):
+        raise UserInputError(f"{prefix}file not found: {path} (expected {what})")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise UserInputError(f"{prefix}cannot read {path} as HDF5") from None
+
+
 def _read(f: h5py.File, key: str, path: str, shape_tail: tuple[int, ...], numeric: bool = True) -> np.ndarray:
     data = f.get(key)
     if not isinstance(data, h5py.Dataset):
@@ -40,13 +52,7 @@ def load_mpii_annotations(path: str, labelled: bool = True) -> Annotations:
     (centre y + 15 s, scale x 1.25, so fewer feet are cut off): in the real valid.h5 every
     ``center_y - 12 scale`` is a whole pixel, the official ``objpos``. ``scripts/prepare_mpii.py`` writes
     it the same way, so it is not applied again here."""
-    if not os.path.isfile(path):
-        raise UserInputError(f"MPII annotation file not found: {path} (expected annot/<split>.h5)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise UserInputError(f"cannot read {path} as HDF5") from None
-    with f:
+    with open_h5(path, "an MPII annotation file annot/<split>.h5") as f:
         if labelled:
             missing = [k for k in LABEL_KEYS if k not in f]
             if missing:

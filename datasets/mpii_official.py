@@ -37,6 +37,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from datasets.mpii import open_h5
 from datasets.skeleton import MPII
 from utils.errors import UserInputError
 from utils.io import atomic_output
@@ -273,13 +274,7 @@ def read_valid_csv(path: str = VALID_PEOPLE_CSV) -> PeopleList:
 
 def read_valid_h5(path: str) -> PeopleList:
     """The validation people of a stacked-hourglass ``valid.h5`` (its ``index``, ``person``, ``imgname``)."""
-    if not os.path.isfile(path):
-        raise UserInputError(f"--valid_from: file not found: {path} (expected a stacked-hourglass valid.h5)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise UserInputError(f"--valid_from: cannot read {path} as HDF5") from None
-    with f:
+    with open_h5(path, "a stacked-hourglass valid.h5", "--valid_from") as f:
         missing = [k for k in ("index", "person", "imgname") if k not in f]
         if missing:
             raise UserInputError(f"--valid_from: {path} lacks {', '.join(missing)} (expected a valid.h5 with "

@@ -45,3 +45,14 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory):
+    """A finished one-epoch tiny supervised run on the synthetic data (shared read-only by several modules)."""
+    import train_supervised
+
+    root = tmp_path_factory.mktemp("runs")
+    train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(root), "--modelName",
+                           "run", "--max_train_samples", "8", "--max_val_samples", "4"])
+    return root / "run"

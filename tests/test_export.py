@@ -35,12 +35,9 @@ def export_main(argv: list[str]):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A finished one-epoch tiny supervised run on the synthetic data."""
-    root = tmp_path_factory.mktemp("runs")
-    train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(root), "--modelName",
-                           "run", "--max_train_samples", "8", "--max_val_samples", "4"])
-    return root / "run"
+def run_dir(tiny_run_dir):
+    """A finished one-epoch tiny supervised run on the synthetic data (conftest's, shared)."""
+    return tiny_run_dir
 
 
 @pytest.fixture(scope="module")

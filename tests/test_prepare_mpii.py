@@ -13,10 +13,10 @@ import scipy.io
 
 from datasets.mpii import load_mpii_annotations
 from datasets.mpii_official import read_valid_csv, read_valid_h5, visibility_flag
+from inference.submission import EMPTY, struct_array
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "prepare_mpii.py")
-EMPTY = np.zeros((0, 0))
 RECT_FIELDS = ("x1", "y1", "x2", "y2", "scale", "objpos", "annopoints")
 
 
@@ -27,15 +27,6 @@ def prepare_main():
     finally:
         sys.path.pop(0)
     return prepare_mpii.main
-
-
-def struct_array(records: list[dict], fields: tuple[str, ...]) -> np.ndarray:
-    """A 1 x N MATLAB struct array for savemat; a field a record lacks is left empty ([]), as MATLAB does."""
-    out = np.empty((1, len(records)), dtype=[(f, "O") for f in fields])
-    for k, record in enumerate(records):
-        for f in fields:
-            out[0, k][f] = record.get(f, EMPTY)
-    return out
 
 
 def points(joints: list[tuple]) -> dict:
