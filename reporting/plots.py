@@ -70,12 +70,17 @@ def read_epoch_records(run_dir: str) -> list[dict]:
 
 
 def plot_training_curves(run_dir: str, path: str | None = None) -> str:
-    """Losses and validation mean per epoch from ``run_dir/log.jsonl`` into ``run_dir/curves.png``."""
+    """Losses and validation mean per epoch from ``run_dir/log.jsonl`` into ``run_dir/curves.png``; for an
+    adversarial run also a third panel: ``adv_grad_ratio``, ||grad(alpha L_C + beta L_P)|| / ||grad L_MSE|| at
+    G's last-stack output (log scale; epochs where it is 0 or missing are left out)."""
     plt = _pyplot()
     records = read_epoch_records(run_dir)
     epochs = [r["epoch"] for r in records]
     loss_keys = [k for k in records[0] if k.startswith("loss") or k.startswith("L_")] if records else []
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    ratio = [r.get("adv_grad_ratio") for r in records]
+    shown = [(e, v) for e, v in zip(epochs, ratio, strict=True) if v is not None and v > 0]
+    fig, axes = plt.subplots(1, 3 if shown else 2, figsize=(15 if shown else 10, 4))
+    left, right = axes[0], axes[1]
     for k in loss_keys:
         left.plot(epochs, [r.get(k, np.nan) for r in records], label=k)
     left.set_xlabel("epoch")
@@ -86,6 +91,12 @@ def plot_training_curves(run_dir: str, path: str | None = None) -> str:
     right.set_xlabel("epoch")
     right.set_title("validation mean (%)")
     right.grid(alpha=0.3)
+    if shown:
+        axes[2].plot(*zip(*shown, strict=True), marker="o")
+        axes[2].set_yscale("log")
+        axes[2].set_xlabel("epoch")
+        axes[2].set_title("adv_grad_ratio: |grad adversarial| / |grad MSE|")
+        axes[2].grid(alpha=0.3, which="both")
     fig.tight_layout()
     path = path or os.path.join(run_dir, "curves.png")
     fig.savefig(path, dpi=100)
