@@ -45,6 +45,14 @@ def pck_table(dist: np.ndarray, counted: np.ndarray, spec: JointSpec, alpha: flo
     return {"per_joint": per_group, "mean": mean, "count": n}
 
 
+def per_sample_hits(dist: np.ndarray, counted: np.ndarray, spec: JointSpec, alpha: float) -> dict[str, list[int]]:
+    """Per sample, over the Mean joints: joints within ``alpha`` and joints counted, (N, J) -> two lists of N ints.
+    Summed over samples they give the Mean; a bootstrap over images resamples them (reporting.records)."""
+    mj = list(spec.mean_joints)
+    hits = ((dist[:, mj] <= alpha) & counted[:, mj]).sum(1)
+    return {"hits": hits.astype(int).tolist(), "counted": counted[:, mj].sum(1).astype(int).tolist()}
+
+
 def pck_curve(dist: np.ndarray, counted: np.ndarray, spec: JointSpec, thresholds: np.ndarray) -> np.ndarray:
     """Mean rate (%) at each threshold: (T,) for the PCK-vs-threshold plot."""
     mj = list(spec.mean_joints)
@@ -77,13 +85,15 @@ def evaluate(
     curve_max: float | None = None,
     curve_steps: int = 21,
 ) -> dict:
-    """Full evaluation record: table at ``alpha`` (default: the spec's), visible/occluded split and curve."""
+    """Full evaluation record: table at ``alpha`` (default: the spec's), visible/occluded split, curve, and the
+    per-sample hits behind the Mean (``per_sample``, in the order of ``pred``)."""
     alpha = spec.alpha if alpha is None else alpha
     dist = normalized_distances(pred, gt, ref_length)
     counted = counted_joints(annotated, ref_length)
     result = pck_table(dist, counted, spec, alpha)
     result["metric"] = f"{spec.metric}@{alpha:g}"
     result["visibility"] = visibility_breakdown(dist, counted, visible, spec, alpha)
+    result["per_sample"] = per_sample_hits(dist, counted, spec, alpha)
     thresholds = np.linspace(0.0, curve_max if curve_max is not None else 2 * alpha, curve_steps)
     result["curve"] = {"thresholds": thresholds.tolist(), "mean": pck_curve(dist, counted, spec, thresholds).tolist()}
     return result
