@@ -3,6 +3,7 @@
     python collect_results.py record --metrics outputs/x/metrics.json --run_dir trainmodel/x \\
         --method supervised --seed 0 --epochs 24 --wall_seconds 1234 --output results/lspet-mini/x.json
     python collect_results.py summary results/lspet-mini   # prints it; writes summary.md and curves.png there
+                                                           # (and grad_ratio.png when runs logged adv_grad_ratio)
 
 The summary has three tables: per method, each joint group's score as mean ± std over seeds; each other
 method minus --baseline, paired by seed and by val image, with a 95% bootstrap interval over val images
@@ -62,12 +63,17 @@ def main(argv: list[str] | None = None) -> str:
     with open(path, "w") as f:
         f.write(table)
     print(table, end="")
-    curves = [(f"{r['method']} seed {r['seed']}", r["run_dir"], int(r.get("start_epoch", 0))) for r in records
-              if os.path.isfile(os.path.join(r["run_dir"], "log.jsonl"))]
-    if curves:
-        from reporting.plots import plot_validation_curves
+    logged = [r for r in records if os.path.isfile(os.path.join(r["run_dir"], "log.jsonl"))]
+    if logged:
+        from reporting.plots import plot_grad_ratio_curves, plot_validation_curves
 
-        print(plot_validation_curves(curves, os.path.join(args.folder, "curves.png"), records[0]["metric"]))
+        curves = {id(r): (f"{r['method']} seed {r['seed']}", r["run_dir"], int(r.get("start_epoch", 0)))
+                  for r in logged}
+        print(plot_validation_curves(list(curves.values()), os.path.join(args.folder, "curves.png"),
+                                     records[0]["metric"]))
+        adversarial = [curves[id(r)] for r in logged if r.get("adv_grad_ratio")]
+        if adversarial:
+            print(plot_grad_ratio_curves(adversarial, os.path.join(args.folder, "grad_ratio.png")))
     return path
 
 

@@ -124,3 +124,24 @@ def plot_validation_curves(runs: list[tuple[str, str, int]], path: str, metric: 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_grad_ratio_curves(runs: list[tuple[str, str, int]], path: str) -> str:
+    """``adv_grad_ratio`` per epoch of several adversarial runs on one log axis; ``runs`` as for
+    ``plot_validation_curves`` (label, run_dir, first epoch). Epochs without a positive ratio are left out."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, run_dir, start in runs:
+        points = [(start + r["epoch"] + 1, r["adv_grad_ratio"]) for r in read_epoch_records(run_dir)
+                  if r.get("adv_grad_ratio") is not None and r["adv_grad_ratio"] > 0]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("epochs of G")
+    ax.set_ylabel("|grad adversarial| / |grad MSE|")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

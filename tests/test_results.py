@@ -48,6 +48,7 @@ def test_summary_gives_mean_and_sample_std_over_seeds_per_method(tmp_path):
     assert adv.startswith("| adversarial | 0 | 60.00 | 40.00 | **50.00** | 50.00 | 5.00 |")
     assert "| n/a |" in sup  # no occluded joints in these runs: no figure rather than a made-up one
     assert (tmp_path / "results" / "curves.png").stat().st_size > 0
+    assert not (tmp_path / "results" / "grad_ratio.png").exists()  # no run logged a gradient ratio
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
@@ -159,3 +160,4 @@ def test_summary_pairs_methods_by_image_and_lists_the_gradient_ratio(tmp_path):
     summary = (tmp_path / "results" / "summary.md").read_text()
     assert "| adversarial | 0 | +12.50 | **+12.50** | [" in summary
     assert "| adversarial | 0 | paper | 0.5 | 0.25 | all | 0.01 | 0.04 | 0.02 | 75.00 |" in summary
+    assert (tmp_path / "results" / "grad_ratio.png").stat().st_size > 0
