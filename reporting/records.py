@@ -144,12 +144,12 @@ def paired_difference(runs: list[dict], baseline: list[dict], n_boot: int = 1000
 
 def paired_table(records: list[dict], baseline: str, n_boot: int = 10000) -> str:
     """Markdown table: every other method minus ``baseline`` (``paired_difference``), over their shared seeds;
-    methods whose records lack per-image hits say so."""
+    methods whose records lack per-image hits say so. "" without ``baseline`` records or other methods."""
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_method[r["method"]].append(r)
-    if baseline not in by_method:
-        return f"(no {baseline} records: no paired differences)\n"
+    if baseline not in by_method or len(by_method) < 2:
+        return ""
     lines = [f"| method − {baseline} (Mean, points) | seeds | per seed | difference | 95% CI over val images |",
              "|---|---|---|---|---|"]
     for method, runs in by_method.items():

@@ -220,7 +220,8 @@ def adversarial_grad_ratio(out: dict, mse: torch.Tensor, adversarial: torch.Tens
     their gradients taken together as one vector. ``adversarial`` = alpha * L_C + beta * L_P as G's update
     weighs them. Uses ``torch.autograd.grad`` on the graph the update then backpropagates (kept with
     ``retain_graph``): no parameter's ``.grad``, no weight and no BatchNorm statistic changes. Stays on the
-    device (no sync)."""
+    device (no sync). With ``adv_stacks="all"`` the earlier stacks' terms reach this output only through the
+    later stacks: the ratio is the push on the prediction that is scored."""
     last = [out["pose"][-1]] + ([out["occlusion"][-1]] if out["occlusion"] is not None else [])
 
     def norm(loss: torch.Tensor) -> torch.Tensor:
