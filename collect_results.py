@@ -3,6 +3,12 @@
     python collect_results.py record --metrics outputs/x/metrics.json --run_dir trainmodel/x \\
         --method supervised --seed 0 --epochs 24 --wall_seconds 1234 --output results/lspet-mini/x.json
     python collect_results.py summary results/lspet-mini   # prints it; writes summary.md and curves.png there
+                                                           # (and grad_ratio.png when runs logged adv_grad_ratio)
+
+The summary has three tables: per method, each joint group's score as mean ± std over seeds; each other
+method minus --baseline, paired by seed and by val image, with a 95% bootstrap interval over val images
+(records need test.py's per-image hits); and, for adversarial runs, the logged gradient ratio
+adv_grad_ratio with the settings that set it (mse_scale, alpha, beta, adv_stacks).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from utils.io import existing_parent_dir, write_bytes, write_json
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> str:
     """Parse flags; write a record or a summary; returns what was written."""
-    from reporting.records import load_records, run_record, summary_table
+    from reporting.records import grad_ratio_table, load_records, paired_table, run_record, summary_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -32,6 +38,8 @@ def main(argv: list[str] | None = None) -> str:
     rec.add_argument("--output", required=True, help="record file to write (.json)")
     summ = sub.add_parser("summary", help="all records of a folder -> FOLDER/summary.md and FOLDER/curves.png")
     summ.add_argument("folder")
+    summ.add_argument("--baseline", default="supervised", help="method the others are paired against")
+    summ.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of the val images")
     args = p.parse_args(argv)
 
     if args.command == "record":
@@ -46,17 +54,25 @@ def main(argv: list[str] | None = None) -> str:
         write_json(existing_parent_dir(args.output, "--output"), record, indent=1)
         print(f"{args.output}: {record['method']} seed {record['seed']} {record['metric']} {record['mean']:.2f}")
         return args.output
+    if args.bootstrap < 100:
+        raise UserInputError(f"--bootstrap: need at least 100 resamples for a 95% interval, got {args.bootstrap}")
     records = load_records(args.folder)
-    table = summary_table(records)
+    table = "\n".join(t for t in (summary_table(records), paired_table(records, args.baseline, args.bootstrap),
+                                   grad_ratio_table(records)) if t)
     path = os.path.join(args.folder, "summary.md")
     write_bytes(path, table.encode())
     print(table, end="")
-    curves = [(f"{r['method']} seed {r['seed']}", r["run_dir"], int(r.get("start_epoch", 0))) for r in records
-              if os.path.isfile(os.path.join(r["run_dir"], "log.jsonl"))]
-    if curves:
-        from reporting.plots import plot_validation_curves
+    logged = [r for r in records if os.path.isfile(os.path.join(r["run_dir"], "log.jsonl"))]
+    if logged:
+        from reporting.plots import plot_grad_ratio_curves, plot_validation_curves
 
-        print(plot_validation_curves(curves, os.path.join(args.folder, "curves.png"), records[0]["metric"]))
+        curves = {id(r): (f"{r['method']} seed {r['seed']}", r["run_dir"], int(r.get("start_epoch", 0)))
+                  for r in logged}
+        print(plot_validation_curves(list(curves.values()), os.path.join(args.folder, "curves.png"),
+                                     records[0]["metric"]))
+        adversarial = [curves[id(r)] for r in logged if r.get("adv_grad_ratio")]
+        if adversarial:
+            print(plot_grad_ratio_curves(adversarial, os.path.join(args.folder, "grad_ratio.png")))
     return path
 
 

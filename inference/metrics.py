@@ -85,6 +85,14 @@ def pck_table(dist: np.ndarray, counted: np.ndarray, spec: JointSpec, alpha: flo
     return table
 
 
+def per_sample_hits(dist: np.ndarray, counted: np.ndarray, spec: JointSpec, alpha: float) -> dict[str, list[int]]:
+    """Per sample, over the Mean joints: joints within ``alpha`` and joints counted, (N, J) -> two lists of N ints.
+    Summed over samples they give the Mean; a bootstrap over images resamples them (reporting.records)."""
+    mj = list(spec.mean_joints)
+    hits = ((dist[:, mj] <= alpha) & counted[:, mj]).sum(1)
+    return {"hits": hits.astype(int).tolist(), "counted": counted[:, mj].sum(1).astype(int).tolist()}
+
+
 def pck_curve(dist: np.ndarray, counted: np.ndarray, spec: JointSpec, thresholds: np.ndarray) -> np.ndarray:
     """Count-weighted Mean rate (%) at each threshold: (T,) for the PCK-vs-threshold plot and the AUC."""
     mj = list(spec.mean_joints)
@@ -131,8 +139,9 @@ def evaluate(
     curve_steps: int = 21,
 ) -> dict:
     """Full evaluation record: table at ``alpha`` (default: the spec's), ``mean_at_0.1``, ``auc`` (both
-    independent of ``alpha``), visible/occluded split and the plotted curve (0 to ``curve_max``, default
-    2 alpha). pred, gt: (N, J, 2); annotated, visible: (N, J); ref_length: (N,)."""
+    independent of ``alpha``), visible/occluded split, the plotted curve (0 to ``curve_max``, default
+    2 alpha) and the per-sample hits behind the Mean (``per_sample``, in the order of ``pred``).
+    pred, gt: (N, J, 2); annotated, visible: (N, J); ref_length: (N,)."""
     alpha = spec.alpha if alpha is None else alpha
     dist = normalized_distances(pred, gt, ref_length)
     counted = counted_joints(annotated, ref_length)
@@ -141,6 +150,7 @@ def evaluate(
     result["auc"] = pck_auc(dist, counted, spec)
     result["auc_range"] = [0.0, spec.auc_max]
     result["visibility"] = visibility_breakdown(dist, counted, visible, spec, alpha)
+    result["per_sample"] = per_sample_hits(dist, counted, spec, alpha)
     thresholds = np.linspace(0.0, curve_max if curve_max is not None else 2 * alpha, curve_steps)
     result["curve"] = {"thresholds": thresholds.tolist(), "mean": pck_curve(dist, counted, spec, thresholds).tolist()}
     return result

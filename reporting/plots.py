@@ -80,12 +80,17 @@ def read_epoch_records(run_dir: str) -> list[dict]:
 
 
 def plot_training_curves(run_dir: str, path: str | None = None) -> str:
-    """Losses and validation mean per epoch from ``run_dir/log.jsonl`` into ``run_dir/curves.png``."""
+    """Losses and validation mean per epoch from ``run_dir/log.jsonl`` into ``run_dir/curves.png``; for an
+    adversarial run also a third panel: ``adv_grad_ratio``, ||grad(alpha L_C + beta L_P)|| / ||grad L_MSE|| at
+    G's last-stack output (log scale; epochs where it is 0 or missing are left out)."""
     plt = _pyplot()
     records = read_epoch_records(run_dir)
     epochs = [r["epoch"] for r in records]
     loss_keys = [k for k in records[0] if k.startswith("loss") or k.startswith("L_")] if records else []
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    ratio = [r.get("adv_grad_ratio") for r in records]
+    shown = [(e, v) for e, v in zip(epochs, ratio, strict=True) if v is not None and v > 0]
+    fig, axes = plt.subplots(1, 3 if shown else 2, figsize=(15 if shown else 10, 4))
+    left, right = axes[0], axes[1]
     for k in loss_keys:
         left.plot(epochs, [r.get(k, np.nan) for r in records], label=k)
     left.set_xlabel("epoch")
@@ -96,6 +101,12 @@ def plot_training_curves(run_dir: str, path: str | None = None) -> str:
     right.set_xlabel("epoch")
     right.set_title("validation mean (%)")
     right.grid(alpha=0.3)
+    if shown:
+        axes[2].plot(*zip(*shown, strict=True), marker="o")
+        axes[2].set_yscale("log")
+        axes[2].set_xlabel("epoch")
+        axes[2].set_title("adv_grad_ratio: |grad adversarial| / |grad MSE|")
+        axes[2].grid(alpha=0.3, which="both")
     fig.tight_layout()
     path = path or os.path.join(run_dir, "curves.png")
     save_figure(fig, path)
@@ -121,5 +132,26 @@ def plot_validation_curves(runs: list[tuple[str, str, int]], path: str, metric: 
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_grad_ratio_curves(runs: list[tuple[str, str, int]], path: str) -> str:
+    """``adv_grad_ratio`` per epoch of several adversarial runs on one log axis; ``runs`` as for
+    ``plot_validation_curves`` (label, run_dir, first epoch). Epochs without a positive ratio are left out."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, run_dir, start in runs:
+        points = [(start + r["epoch"] + 1, r["adv_grad_ratio"]) for r in read_epoch_records(run_dir)
+                  if r.get("adv_grad_ratio") is not None and r["adv_grad_ratio"] > 0]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("epochs of G")
+    ax.set_ylabel("|grad adversarial| / |grad MSE|")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -1,7 +1,8 @@
 """Run records (``results/<dataset>/<run>.json``) and the summary tables the reproduction scripts print.
 
-A record is one tested checkpoint: test.py's metrics (``per_joint``, ``mean``, ``count``, visibility) plus
-what produced it (method, seed, epochs, the run's resolved config, wall time, machine).
+A record is one tested checkpoint: test.py's metrics (``per_joint``, ``mean``, ``count``, visibility, the
+per-image hits behind the Mean) plus what produced it (method, seed, epochs, the run's resolved config, wall
+and training time, machine) and, for adversarial runs, the per-epoch gradient ratio of its log.
 """
 
 from __future__ import annotations
@@ -39,14 +40,32 @@ def run_record(metrics_path: str, run_dir: str, method: str, seed: int, epochs: 
     missing = {"per_joint", "mean", "count", "metric"} - set(metrics)
     if missing:
         raise UserInputError(f"--metrics: {metrics_path} lacks {', '.join(sorted(missing))} (not a test.py output?)")
-    return {
+    epochs_logged = _epoch_records(run_dir)
+    record = {
         "method": method, "seed": seed, "epochs": epochs, **extra,
         "metric": metrics["metric"], "dataset": metrics.get("dataset"), "split": metrics.get("split"),
         "per_joint": metrics["per_joint"], "mean": metrics["mean"], "count": metrics["count"],
         **{k: metrics[k] for k in OTHER_FIGURES if k in metrics},
         "visibility": metrics.get("visibility"), "wall_seconds": round(wall_seconds, 1),
+        # the training time of every epoch in the log: the whole run's, also when it was resumed across sessions
+        "train_seconds": round(sum(r.get("seconds", 0.0) for r in epochs_logged), 1),
         "machine": machine_description(), "packages": package_versions(), "run_dir": run_dir, "config": config,
     }
+    if any("adv_grad_ratio" in r for r in epochs_logged):
+        record["adv_grad_ratio"] = [r.get("adv_grad_ratio") for r in epochs_logged]
+    if metrics.get("per_sample"):
+        record["per_sample"] = metrics["per_sample"]
+    return record
+
+
+def _epoch_records(run_dir: str) -> list[dict]:
+    """The epoch lines of ``run_dir/log.jsonl`` ([] without a log)."""
+    path = os.path.join(run_dir, "log.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    return [r for r in lines if r.get("kind", "epoch") == "epoch"]
 
 
 def load_records(folder: str) -> list[dict]:
@@ -87,4 +106,86 @@ def summary_table(records: list[dict]) -> str:
             + f" | **{_mean_spread([r['mean'] for r in runs])}** | {_mean_spread([v.get('visible') for v in vis])}"
             + f" | {_mean_spread(occluded)} | {_mean_spread([r['wall_seconds'] / 60 for r in runs])} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def _pck(hits: np.ndarray, counted: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean PCK (%) of each run under each image weighting: hits (R, N), counted (N,), weights (K, N) -> (K, R)."""
+    return 100.0 * (weights @ hits.T) / (weights @ counted)[:, None]
+
+
+def paired_difference(runs: list[dict], baseline: list[dict], n_boot: int = 10000, seed: int = 0) -> dict:
+    """``runs`` minus ``baseline``, paired by seed and by val image: the difference of the seed-averaged Means,
+    each seed's own difference, and a 95% percentile-bootstrap interval over val images.
+
+    Each bootstrap sample draws N images with replacement and scores every run on that same draw (the pairing
+    across methods and seeds), so the interval shows how much the difference depends on which images the val
+    split happens to hold; the spread between seeds is in ``per_seed``. Records need ``per_sample`` (test.py's
+    per-image hits). Returns {"seeds", "per_seed", "difference", "low", "high", "n_boot"}.
+    """
+    by_seed = {r["seed"]: r for r in baseline}
+    pairs = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
+    if not pairs:
+        raise UserInputError(f"no seed shared by {runs[0]['method']} and {baseline[0]['method']}: nothing to pair")
+    hits = {side: np.array([p[side]["per_sample"]["hits"] for p in pairs], np.float64) for side in (0, 1)}
+    counted = np.array(pairs[0][0]["per_sample"]["counted"], np.float64)
+    for run in (r for p in pairs for r in p):
+        if run["per_sample"]["counted"] != pairs[0][0]["per_sample"]["counted"]:
+            raise UserInputError(f"records of {run['method']} seed {run['seed']} scored other val images or "
+                                 f"joints than {pairs[0][0]['method']} seed {pairs[0][0]['seed']}: cannot pair")
+    everything = np.ones((1, counted.size))
+    per_seed = (_pck(hits[0], counted, everything) - _pck(hits[1], counted, everything))[0]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for start in range(0, n_boot, 1000):  # 1000 resamples at a time: (1000, N) weights
+        weights = rng.multinomial(counted.size, np.full(counted.size, 1.0 / counted.size),
+                                  size=min(1000, n_boot - start)).astype(np.float64)
+        draws.append(_pck(hits[0], counted, weights).mean(1) - _pck(hits[1], counted, weights).mean(1))
+    low, high = np.percentile(np.concatenate(draws), [2.5, 97.5])
+    return {"seeds": [p[0]["seed"] for p in pairs], "per_seed": per_seed.tolist(),
+            "difference": float(per_seed.mean()), "low": float(low), "high": float(high), "n_boot": n_boot}
+
+
+def paired_table(records: list[dict], baseline: str, n_boot: int = 10000) -> str:
+    """Markdown table: every other method minus ``baseline`` (``paired_difference``), over their shared seeds;
+    methods whose records lack per-image hits say so. "" without ``baseline`` records or other methods."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_method[r["method"]].append(r)
+    if baseline not in by_method or len(by_method) < 2:
+        return ""
+    lines = [f"| method − {baseline} (Mean, points) | seeds | per seed | difference | 95% CI over val images |",
+             "|---|---|---|---|---|"]
+    for method, runs in by_method.items():
+        if method == baseline:
+            continue
+        if not all(r.get("per_sample") for r in runs + by_method[baseline]):
+            lines.append(f"| {method} | | | n/a | records without per-image hits |")
+            continue
+        if not {r["seed"] for r in runs} & {r["seed"] for r in by_method[baseline]}:
+            lines.append(f"| {method} | | | n/a | no seed shared with {baseline} |")
+            continue
+        d = paired_difference(runs, by_method[baseline], n_boot)
+        lines.append(f"| {method} | {', '.join(map(str, d['seeds']))} | "
+                     + ", ".join(f"{x:+.2f}" for x in d["per_seed"])
+                     + f" | **{d['difference']:+.2f}** | [{d['low']:+.2f}, {d['high']:+.2f}] ({d['n_boot']} draws) |")
+    return "\n".join(lines) + "\n"
+
+
+def grad_ratio_table(records: list[dict]) -> str:
+    """Markdown table of the adversarial strength of each run with a logged ``adv_grad_ratio``: its settings,
+    the ratio in the first and last epoch and its geometric mean over the epochs, and the run's Mean."""
+    rows = [r for r in records if r.get("adv_grad_ratio")]
+    if not rows:
+        return ""
+    lines = ["| method | seed | mse_scale | alpha | beta | adv_stacks | adv_grad_ratio, first epoch | last | "
+             "geometric mean | Mean |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cfg, ratios = r["config"], [x for x in r["adv_grad_ratio"] if x is not None and x > 0]
+        geo = f"{math.exp(np.mean(np.log(ratios))):.3g}" if ratios else "n/a"
+        first, last = (f"{r['adv_grad_ratio'][i]:.3g}" if r["adv_grad_ratio"][i] is not None else "n/a"
+                       for i in (0, -1))
+        lines.append(f"| {r['method']} | {r['seed']} | {cfg.get('mse_scale', 'pixel_mean')} | {cfg.get('alpha'):.4g} "
+                     f"| {cfg.get('beta'):.4g} | {cfg.get('adv_stacks', 'last')} | {first} | {last} | {geo} "
+                     f"| {r['mean']:.2f} |")
     return "\n".join(lines) + "\n"

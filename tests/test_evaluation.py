@@ -94,3 +94,16 @@ def test_pck_on_real_lsp_annotations(lsp_root):
 def test_normalized_distance_is_error_over_reference():
     d = normalized_distances(np.array([[[3.0, 4.0]]]), np.zeros((1, 1, 2)), np.array([10.0]))
     assert d[0, 0] == pytest.approx(0.5)
+
+
+def test_per_sample_hits_add_up_to_the_mean():
+    gt = np.zeros((3, 14, 2))
+    gt[:, :, 0] = np.arange(14) * 10.0
+    ref = np.array([10.0, 10.0, np.nan])  # sample 2 has no torso: none of its joints counts
+    ann = np.ones((3, 14), bool)
+    ann[1, :4] = False
+    preds = gt.copy()
+    preds[0, :5, 1] += 3.0  # 0.3 torso lengths off: 5 misses at PCK@0.2
+    r = evaluate(preds, gt, ann, ann, ref, LSP)
+    assert r["per_sample"] == {"hits": [9, 10, 0], "counted": [14, 10, 0]}
+    assert r["mean"] == pytest.approx(100.0 * 19 / 24) and r["count"] == 24

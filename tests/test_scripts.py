@@ -59,5 +59,68 @@ def test_synthetic_ablation_runs_the_four_variants(tmp_path):
     assert sorted(r["method"] for r in records) == ["Multi", "Multi+Dis", "Single", "Single+Dis"]
     occlusion = {r["method"]: r["config"]["predict_occlusion"] for r in records}
     assert occlusion == {"Multi": True, "Multi+Dis": True, "Single": False, "Single+Dis": False}
+    per_method, ratios = (tmp_path / "results" / "summary.md").read_text().split("\n\n")  # no supervised: no pairs
+    assert per_method.count("| 0 |") == 4
+    assert "| Multi+Dis | 0 |" in ratios and "| Single+Dis | 0 |" in ratios  # the adversarial variants' push
+
+
+def test_study_lspet_9k_runs_pairs_sweeps_and_resumes(tmp_path, lspet_root):
+    """Toy scale on lspet-mini (the lspet-9k layout): one seed, a one-setting sweep, then a second start that
+    skips what is recorded and resumes what is half done, without deleting anything."""
+    import torch
+
+    import train_supervised
+
+    toy = {"DATA": lspet_root, "CONFIG": "config.tiny", "EPOCHS": "2", "DROP": "2", "SEEDS": "0",
+           "TRAIN_SAMPLES": "32", "VAL_SAMPLES": "48",
+           "SWEEP": "sweep-p10:mse_scale=paper,alpha=0.04545,beta=0.05556"}
+    # a half-done supervised run of seed 0 (1 of its 2 epochs), as a stopped session leaves it
+    runs = tmp_path / "runs"
+    train_supervised.main(["--dataset", "lspet", "--path", lspet_root, "--config", "config.tiny", "--device", "cpu",
+                           "--save_root", str(runs), "--train_split", "train", "--max_train_samples", "32",
+                           "--max_val_samples", "48",
+                           "--modelName", "supervised-s0", "--seed", "0", "--epochs", "1", "--set", "lr_milestones=[2]",
+                           "--set", "snapshot_epochs=[1]", "--set", "checkpoint_every=100"])
+    first_epoch = (runs / "supervised-s0" / "log.jsonl").read_text().splitlines()[0]
+
+    out = _run_script("study-lspet-9k.sh", tmp_path, **toy)
+    log = (runs / "supervised-s0" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 2 and log[0] == first_epoch  # resumed: epoch 0 kept, epoch 1 trained
+    records = {r["method"]: r for r in _records(tmp_path / "results")}
+    assert sorted(records) == ["adversarial", "supervised", "sweep-p10"]
+    assert all(r["seed"] == 0 and r["epochs"] == 2 and r["metric"] == "PCK@0.2" for r in records.values())
+    assert len(records["supervised"]["per_sample"]["hits"]) == 48  # per-image hits for the bootstrap
+    adv, sweep = records["adversarial"], records["sweep-p10"]
+    assert adv["start_epoch"] == "1" and adv["config"]["pretrained"].endswith("supervised-s0/epoch_1.pt")
+    assert (adv["config"]["mse_scale"], adv["config"]["g_error_step"], adv["config"]["adv_stacks"]) == (
+        "pixel_mean", True, "last")
+    assert (sweep["config"]["mse_scale"], sweep["config"]["alpha"], sweep["config"]["beta"]) == ("paper", 0.04545,
+                                                                                                 0.05556)
+    assert sweep["config"]["pretrained"] == adv["config"]["pretrained"]  # the same snapshot
+    assert all(len(r["adv_grad_ratio"]) == 1 for r in (adv, sweep))
     summary = (tmp_path / "results" / "summary.md").read_text()
-    assert summary.count("| 0 |") == 4
+    assert "| adversarial | 0 | " in summary and "95% CI over val images" in summary and "| sweep-p10 | 0 | " in summary
+    assert (tmp_path / "results" / "curves.png").exists() and (tmp_path / "results" / "grad_ratio.png").exists()
+
+    # a second start: every record exists, so nothing trains again and nothing is rewritten
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+    last = torch.load(runs / "adversarial-s0" / "last.pt", weights_only=False)["state"]
+    out = _run_script("study-lspet-9k.sh", tmp_path, **toy)
+    assert out.count("skipped") == 4  # supervised-s0 is listed twice: for the seeds and for the sweep
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+    assert torch.load(runs / "adversarial-s0" / "last.pt", weights_only=False)["state"] == last
+    assert not list(runs.glob("*.old-*"))  # nothing was moved aside either
+
+    # a recorded supervised run whose snapshot is gone: the adversarial half stops with one line naming it
+    (tmp_path / "r2").mkdir()
+    (tmp_path / "r2" / "supervised-s7.json").write_text("{}")
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "study-lspet-9k.sh")], capture_output=True, text=True,
+                          env={**os.environ, **toy, "SEEDS": "7", "SWEEP": "", "RUNS": str(tmp_path / "none"),
+                               "RESULTS": str(tmp_path / "r2"), "OUTPUTS": str(tmp_path / "o2")})
+    assert done.returncode == 2 and "adversarial-s7 needs" in done.stderr and "supervised-s7/epoch_1.pt" in done.stderr
+
+
+def test_study_lspet_9k_rejects_a_missing_data_folder(tmp_path):
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "study-lspet-9k.sh")],
+                          env={**os.environ, "DATA": str(tmp_path / "none")}, capture_output=True, text=True)
+    assert done.returncode == 2 and "has no joints.mat" in done.stderr

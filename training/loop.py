@@ -49,7 +49,7 @@ from training.checkpoint import (
 )
 from training.data import make_train_loader
 from training.runlog import RunLog
-from training.stats import StepStats
+from training.stats import StepStats, epoch_means
 from training.steps import Nets, StepContext, to_device, train_step
 from utils.errors import Interrupted, UserInputError
 from utils.io import ensure_writable_dir, write_json
@@ -268,7 +268,8 @@ def train_epoch(run: Run) -> tuple[int, int]:
         if present:
             skipped_before = ctx.skipped_updates
             buffers = [b.clone() for b in _buffers(run.nets)] if ctx.skip_nonfinite else []
-            step_stats = train_step(run.nets, run.optims, to_device(batch, ctx), ctx, loss, adversarial)
+            measure = (st.iteration + 1) % cfg.print_every == 0  # one batch per read-back: P and C's push on G
+            step_stats = train_step(run.nets, run.optims, to_device(batch, ctx), ctx, loss, adversarial, measure)
             if ctx.skipped_updates > skipped_before:  # only with --skip_nonfinite
                 st.skipped_batches += 1
                 for b, old in zip(_buffers(run.nets), buffers, strict=True):  # undo BatchNorm's NaN statistics
@@ -313,7 +314,7 @@ def epoch_record(st: TrainState, steps: int, images: int, lr: float, val: dict) 
     """The epoch's line of log.jsonl: mean statistics, speed, skips and the validation table."""
     rec = {"kind": "epoch", "epoch": st.epoch, "iterations": st.iteration, "lr": lr,
            "images_per_s": images / max(st.seconds, 1e-9), "seconds": st.seconds}
-    rec.update({k: v / max(st.summed_steps, 1) for k, v in st.sums.items()})
+    rec.update(epoch_means(st.sums, st.summed_steps))
     rec["skipped_batches"], rec["skipped_images"] = st.skipped_batches, st.skipped_images
     rec.update({"val_mean": val["mean"], "val_metric": val["metric"], "val_per_joint": val["per_joint"]})
     return rec
@@ -334,8 +335,8 @@ def fit(run: Run) -> dict | None:
             run.log.write(epoch_record(st, steps, images, lr, val))
             skipped = [f"{n} {what}" for n, what in ((st.skipped_batches, "non-finite batches"),
                                                      (st.skipped_images, "unreadable images")) if n]
-            run.say(f"epoch {st.epoch}: " + ", ".join(f"{k} {v / max(st.summed_steps, 1):.4g}"
-                                                      for k, v in st.sums.items())
+            run.say(f"epoch {st.epoch}: " + ", ".join(f"{k} {v:.4g}"
+                                                      for k, v in epoch_means(st.sums, st.summed_steps).items())
                     + f" | val {val['metric']} {val['mean']:.2f}" + (f" | skipped {', '.join(skipped)}" if skipped
                                                                       else ""))
             for s in run.schedulers.values():

@@ -6,6 +6,10 @@ import torch
 
 from training.checkpoint import NonFiniteError
 
+# Statistics taken on some steps only (one batch every ``print_every`` steps) -> the key counting those steps:
+# their epoch value is the mean over the measured steps, not over all steps.
+SOMETIMES = {"adv_grad_ratio": "adv_grad_measured"}
+
 
 class StepStats:
     """Collects each step's detached loss terms; ``read_back`` is the training loop's only host sync."""
@@ -33,3 +37,14 @@ class StepStats:
             step, term = (int(i) for i in bad.nonzero()[0])
             raise NonFiniteError(f"non-finite {keys[term]} at iteration {first + step}")
         return dict(zip(keys, table.sum(0).tolist(), strict=True)), len(pending)
+
+
+def epoch_means(sums: dict[str, float], steps: int) -> dict[str, float]:
+    """Per-step means of the summed statistics; a ``SOMETIMES`` statistic is averaged over its measured steps
+    (its count key is kept as the number of them); one that was never measured is left out."""
+    counts = set(SOMETIMES.values())
+    out = {k: v / max(steps, 1) for k, v in sums.items() if k not in SOMETIMES and k not in counts}
+    for key, count in SOMETIMES.items():
+        if sums.get(count, 0) > 0:
+            out[key], out[count] = sums[key] / sums[count], int(round(sums[count]))
+    return out

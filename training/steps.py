@@ -213,27 +213,55 @@ def adversarial_terms(nets: Nets, out: dict, b: dict, adv: AdversarialParams) ->
     return terms
 
 
+def adversarial_grad_ratio(out: dict, mse: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:
+    """||d adversarial / d last|| / ||d mse / d last||: how hard P and C push G against the error loss.
+
+    ``last`` = G's last-stack outputs of this forward pass: pose (B, J, h, w) and, when predicted, occlusion,
+    their gradients taken together as one vector. ``adversarial`` = alpha * L_C + beta * L_P as G's update
+    weighs them. Uses ``torch.autograd.grad`` on the graph the update then backpropagates (kept with
+    ``retain_graph``): no parameter's ``.grad``, no weight and no BatchNorm statistic changes. Stays on the
+    device (no sync). With ``adv_stacks="all"`` the earlier stacks' terms reach this output only through the
+    later stacks: the ratio is the push on the prediction that is scored."""
+    last = [out["pose"][-1]] + ([out["occlusion"][-1]] if out["occlusion"] is not None else [])
+
+    def norm(loss: torch.Tensor) -> torch.Tensor:
+        grads = torch.autograd.grad(loss, last, retain_graph=True, allow_unused=True)
+        return torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
+
+    return norm(adversarial) / norm(mse).clamp_min(torch.finfo(torch.float32).tiny)
+
+
 def generator_step(nets: Nets, opt_g: torch.optim.Optimizer, b: dict, out: dict, ctx: StepContext,
-                   loss: ErrorLoss, adv: AdversarialParams) -> dict[str, torch.Tensor]:
-    """G by Eq. 4 on the forward pass ``out``: L_MSE + alpha * L_C + beta * L_P, with P and C frozen."""
+                   loss: ErrorLoss, adv: AdversarialParams, measure: bool = False) -> dict[str, torch.Tensor]:
+    """G by Eq. 4 on the forward pass ``out``: L_MSE + alpha * L_C + beta * L_P, with P and C frozen.
+
+    ``measure``: also return ``adv_grad_ratio`` (``adversarial_grad_ratio``) and ``adv_grad_measured`` = 1,
+    without changing the update."""
     frozen = [_unwrap(m) for m in (nets.pose_disc, nets.conf_disc) if m is not None]
     for m in frozen:
         m.requires_grad_(False)
+    measured = {}
     try:
         mse = error_loss(out, b, loss)
         with autocast(ctx.device, ctx.dtype):
             terms = adversarial_terms(nets, out, b, adv)
-        total = mse + adv.alpha * terms.get("L_C_gen", 0.0) + adv.beta * terms.get("L_P_gen", 0.0)
+        adversarial = adv.alpha * terms.get("L_C_gen", 0.0) + adv.beta * terms.get("L_P_gen", 0.0)
+        if measure and torch.is_tensor(adversarial):
+            measured = {"adv_grad_ratio": adversarial_grad_ratio(out, mse, adversarial),
+                        "adv_grad_measured": torch.ones((), device=mse.device)}
+        total = mse + adversarial
         _update(total, nets.generator.parameters(), opt_g, "generator", ctx)
     finally:
         for m in frozen:
             m.requires_grad_(True)
-    return {**{k: v.detach() for k, v in terms.items()}, "loss_mse": mse.detach(), "loss_G": total.detach()}
+    return {**{k: v.detach() for k, v in terms.items()}, "loss_mse": mse.detach(), "loss_G": total.detach(),
+            **measured}
 
 
 def adversarial_step(nets: Nets, opts: dict[str, torch.optim.Optimizer], b: dict, ctx: StepContext,
-                     loss: ErrorLoss, adv: AdversarialParams) -> dict[str, torch.Tensor]:
-    """One iteration of Algorithm 1; returns detached per-term statistics."""
+                     loss: ErrorLoss, adv: AdversarialParams, measure: bool = False) -> dict[str, torch.Tensor]:
+    """One iteration of Algorithm 1; returns detached per-term statistics (with ``measure``, also the
+    adversarial/MSE gradient ratio of the first Eq. 4 update)."""
     g, stats = nets.generator, {}
     if adv.g_error_step:  # 1. G by Eq. 1 alone
         stats["loss_mse_step1"] = supervised_step(g, opts["generator"], b, ctx, loss)["loss_mse"]
@@ -249,13 +277,14 @@ def adversarial_step(nets: Nets, opts: dict[str, torch.optim.Optimizer], b: dict
         if it > 0:
             with autocast(ctx.device, ctx.dtype):
                 out = g(b["image"])
-        stats.update(generator_step(nets, opts["generator"], b, out, ctx, loss, adv))
+        stats.update(generator_step(nets, opts["generator"], b, out, ctx, loss, adv, measure and it == 0))
     return stats
 
 
 def train_step(nets: Nets, opts: dict[str, torch.optim.Optimizer], b: dict, ctx: StepContext, loss: ErrorLoss,
-               adv: AdversarialParams | None) -> dict[str, torch.Tensor]:
-    """The step of a run: Algorithm 1 when ``adv`` is given, else the supervised step."""
+               adv: AdversarialParams | None, measure: bool = False) -> dict[str, torch.Tensor]:
+    """The step of a run: Algorithm 1 when ``adv`` is given, else the supervised step. ``measure`` asks
+    Algorithm 1 for the gradient ratio of its Eq. 4 update (the supervised step has none)."""
     if adv is None:
         return supervised_step(nets.generator, opts["generator"], b, ctx, loss)
-    return adversarial_step(nets, opts, b, ctx, loss, adv)
+    return adversarial_step(nets, opts, b, ctx, loss, adv, measure)
