@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, flip=not args.no_flip, amp=args.amp,
                                           trust=args.trust_checkpoint)
     outdir = ensure_writable_dir(args.output, "--output")
+    print(predictor.describe())
     records = predict_files(predictor, args.image, outdir, args.bbox)
     for r in records:
         print(f"{r['image']}: {r['json']}  {r['png']}")
