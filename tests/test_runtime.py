@@ -51,13 +51,29 @@ def test_precision_names_for_logs(monkeypatch):
     assert rt.precision_name(None, torch.device("cuda", 0)) == "fp32 (TF32 convolutions)"
 
 
-def test_training_header_names_the_precision(tmp_path, capsys):
+def test_training_test_and_predict_name_the_precision(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    import predict
+    import test as test_entry
     import train_supervised
 
     train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path),
                            "--max_train_samples", "4", "--max_val_samples", "2", "--set", "amp=bf16"])
     header = [line for line in capsys.readouterr().out.splitlines() if line.startswith("supervised |")]
     assert len(header) == 1 and "| device cpu | bf16 autocast |" in header[0]
+    ckpt = str(tmp_path / "run" / "last.pt")
+    test_entry.main(["--checkpoint", ckpt, "--output", str(tmp_path / "t"), "--max_samples", "2", "--workers", "0",
+                     "--amp", "off", "--num_pictures", "0"])
+    assert "device cpu | fp32 | flip test on" in capsys.readouterr().out.splitlines()
+    metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert (metrics["device"], metrics["precision"], metrics["flip_test"]) == ("cpu", "fp32", True)
+    cv2.imwrite(str(tmp_path / "person.png"), np.full((80, 60, 3), 128, np.uint8))
+    predict.main(["--checkpoint", ckpt, "--image", str(tmp_path / "person.png"), "--output", str(tmp_path / "p"),
+                  "--no_flip"])
+    assert capsys.readouterr().out.splitlines()[0] == "device cpu | bf16 autocast | flip test off"
 
 
 # ---- the current CUDA device --------------------------------------------------------------------
