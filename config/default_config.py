@@ -1,7 +1,7 @@
 """Every default setting in one place: the paper's generator and training recipe.
 
-Presets (``config/cpu_small.py``, ``config/newell8.py``, ``config/tiny.py``) override only what
-differs; ``--set key=value`` on the command line overrides single entries.
+Presets (``config/cpu_small.py``, ``config/gpu_lspet.py``, ``config/newell8.py``, ``config/tiny.py``) override
+only what differs; ``--set key=value`` on the command line overrides single entries.
 """
 
 CONFIG = {

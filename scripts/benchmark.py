@@ -92,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="leave glibc's malloc as it is (the trainer and its workers tune it, see docs)")
     p.add_argument("--methods", default=",".join(METHODS), help="training steps to time (comma-separated)")
     p.add_argument("--skip_pipeline", action="store_true", help="only the model timings")
+    p.add_argument("--skip_inference", action="store_true", help="no inference figures (each is a compile on CUDA)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     return p.parse_args(argv)
 
@@ -249,6 +250,9 @@ def measure_models(cfg, batch_size: int, device: torch.device, args: argparse.Na
             if not all(torch.isfinite(v).all() for v in stats.values()):
                 raise RuntimeError(f"{method}/{mode}: non-finite loss in the benchmark step")
             del setup
+    result = {"train_images_per_s": train, "flops_per_step": flops}
+    if args.skip_inference:
+        return result
     inference = {"batch": {}, "single": {}}
     for mode in MODES:
         for name, n in (("batch", batch_size), ("single", 1)):
@@ -267,7 +271,7 @@ def measure_models(cfg, batch_size: int, device: torch.device, args: argparse.Na
 
                 inference[name][mode] = _best_rate(forward, n, device, **timing)
             del setup, g
-    return {"train_images_per_s": train, "inference_images_per_s": inference, "flops_per_step": flops}
+    return {**result, "inference_images_per_s": inference}
 
 
 def precision_of(mode: str):
@@ -325,7 +329,7 @@ def print_table(r: dict) -> None:
     for m in r["train_images_per_s"]:
         t = r["train_images_per_s"][m]
         rows.append((f"train {m}", t["plain"], t["optimized"], t["optimized"] / t["plain"]))
-    for k in ("batch", "single"):
+    for k in ("batch", "single") if "inference_images_per_s" in r else ():
         t = r["inference_images_per_s"][k]
         rows.append((f"inference, {'batch' if k == 'batch' else 'single image'}", t["plain"], t["optimized"],
                      t["optimized"] / t["plain"]))
