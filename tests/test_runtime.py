@@ -197,3 +197,18 @@ def test_a_rank_without_saved_states_seeds_from_seed_rank_and_iteration(tmp_path
     restore(run, ckpt, "test")
     assert torch.equal(torch.get_rng_state(), ckpt["rng_ranks"][0]["torch"])
     assert len({derived_seed(5, r, 7) for r in range(64)} | {derived_seed(6, r, 7) for r in range(64)}) == 128
+
+
+@pytest.mark.parametrize(("saved_world", "world", "saved_step", "step"), [(4, 1, 6, 24), (1, 4, 6, 1), (8, 2, 3, 12),
+                                                                          (2, 2, 5, 5)])
+def test_mid_epoch_position_converts_between_process_counts(tmp_path, saved_world, world, saved_step, step):
+    """epoch_step counts one rank's batches: a checkpoint of 4 ranks 6 steps into an epoch has used 24 batches
+    of the epoch's permutation, which one process resumes at its 24th."""
+    spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=str(tmp_path / "r"),
+                   device="cpu", max_train_samples=4, max_val_samples=2)
+    run = build_run(load_config("tiny", {"method": "supervised"}), spec)
+    run.state.epoch_step = saved_step
+    ckpt = {**checkpoint(run), "world_size": saved_world}
+    run.dist = DistInfo(rank=0, world_size=world)
+    restore(run, ckpt, "test")
+    assert run.state.epoch_step == step

@@ -216,6 +216,7 @@ def checkpoint(run: Run, rng_ranks: list[dict] | None = None) -> dict:
         "optimizers": {k: o.state_dict() for k, o in run.optims.items()},
         "schedulers": {k: s.state_dict() for k, s in run.schedulers.items()},
         "scalers": {k: s.state_dict() for k, s in run.ctx.scalers.items()},
+        "world_size": run.dist.world_size,
         "rng": rng_ranks[0] if rng_ranks else rng_state(run.device), "rng_ranks": rng_ranks or [rng_state(run.device)],
         "state": vars(run.state).copy(), "git": git_revision(),
     }
@@ -238,10 +239,25 @@ def restore(run: Run, ckpt: dict, path: str) -> None:
     else:  # a rank the checkpoint has no states for (more ranks than were saved): its own, not rank 0's
         seed_generators(derived_seed(run.cfg.seed, run.dist.rank, ckpt["state"]["iteration"]))
     run.state = TrainState(**ckpt["state"])
+    _convert_epoch_position(run, ckpt.get("world_size", run.dist.world_size))
     dropped = run.log.truncate_after(run.state.epoch)
     if dropped:
         run.say(f"note: dropped {dropped} from {run.log.path} (a write cut short by a crash or a full disk)")
     run.say(f"resumed {path}: epoch {run.state.epoch}, step {run.state.epoch_step}, iteration {run.state.iteration}")
+
+
+def _convert_epoch_position(run: Run, saved_world: int) -> None:
+    """A mid-epoch checkpoint of ``saved_world`` processes resumed on another number: ``epoch_step`` counts
+    each rank's batches, so it is converted through the batches done by all ranks (the sampler deals the same
+    epoch permutation round-robin over the ranks). Rounded down: up to one global batch is seen again."""
+    st, world = run.state, run.dist.world_size
+    if saved_world == world or st.epoch_step == 0:
+        return
+    done = st.epoch_step * saved_world  # batches of this epoch, all ranks together
+    old, st.epoch_step = st.epoch_step, done // world
+    again = (done - st.epoch_step * world) * run.cfg.batch_size
+    run.say(f"note: checkpoint of {saved_world} process(es) resumed on {world}: epoch position {old} -> "
+            f"{st.epoch_step} steps per process ({again} images of this epoch are seen again)")
 
 
 def save(run: Run, name: str) -> None:
