@@ -25,7 +25,7 @@ from runtime.versions import package_versions  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
 from utils.io import write_json  # noqa: E402
 
-TIMEOUT_EXIT = 124  # what coreutils' timeout returns when it stopped the step
+TIMEOUT_EXITS = (124, 137)  # coreutils' timeout stopped the step (137: it had to send KILL after INT)
 
 
 def junit_figures(path: str) -> dict:
@@ -89,7 +89,7 @@ def read_steps(out: str, device: str) -> list[dict]:
             name, code, seconds, output = line.rstrip("\n").split("\t")
             step = {"name": name, "exit_code": int(code), "seconds": int(seconds), "output": output}
             written = os.path.isfile(output)
-            if step["exit_code"] == TIMEOUT_EXIT:
+            if step["exit_code"] in TIMEOUT_EXITS:
                 step["status"] = "timed out"
             elif step["exit_code"] != 0:
                 step["status"] = f"failed (exit {step['exit_code']})"

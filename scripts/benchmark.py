@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=None, help="steps per timed window (default 10; 2 quick)")
     p.add_argument("--repeats", type=int, default=None, help="timed windows per figure, best kept (default 3)")
     p.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "lspet-mini"),
-                   help="lspet-mini folder for the pipeline figure (synthetic images when absent)")
+                   help="LSPET-layout folder (lspet-mini, lspet-9k) for the pipeline figure (synthetic when absent)")
     p.add_argument("--pipeline_res", type=int, default=256, help="input side of the pipeline figure (targets res/4)")
     p.add_argument("--pipeline_samples", type=int, default=None, help="samples per pipeline figure (default 600)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: PyTorch's choice)")
@@ -124,7 +124,7 @@ def pipeline_dataset(data: str, res: int, cache: bool):
     cfg = load_config("default_config", {"input_res": res, "output_res": out, "sigma": 2.0 * out / 64,
                                          "cache_images": cache, "synthetic_train_size": 256})
     if os.path.isfile(os.path.join(data, "joints.mat")):
-        return build_dataset("lspet", data, "train", cfg, train=True), "lspet-mini"
+        return build_dataset("lspet", data, "train", cfg, train=True), os.path.basename(os.path.normpath(data))
     return build_dataset("synthetic", None, "train", cfg, train=True), "synthetic (lspet-mini not found)"
 
 

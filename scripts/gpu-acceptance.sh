@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One command that proves the GPU path on a fresh CUDA box (about 25 minutes on one H100 at most: every step
-# has a time limit), everything under OUT:
+# One command that proves the GPU path on a fresh CUDA box, everything under OUT. Every step has a time limit
+# (they add up to 25 minutes); a step that reaches it is recorded as timed out. The steps:
 #   1. cuda-tests: pytest -m cuda tests/test_cuda.py (G, P and C in fp32/bf16/fp16, channels_last, compile,
 #      CUDA <-> CPU checkpoints, exact resume, flip test equal on CPU and CUDA, a one-GPU NCCL trainer run);
 #   2. benchmark-model: scripts/benchmark.py for config.newell8 at batch 32 (both steps, inference);
@@ -71,25 +71,25 @@ step() {  # name limit_seconds output_file command...: run it into its log, reco
   if [ "$code" != 0 ]; then tail -n 5 "$OUT/logs/$name.log"; fi
 }
 
-step cuda-tests 300 "$OUT/cuda-tests.xml" \
+step cuda-tests 240 "$OUT/cuda-tests.xml" \
   "$PYTHON" -m pytest -q -m cuda tests/test_cuda.py --junitxml "$OUT/cuda-tests.xml"
-step benchmark-model 420 "$OUT/bench-model.json" \
+step benchmark-model 390 "$OUT/bench-model.json" \
   "$PYTHON" scripts/benchmark.py --device "$DEVICE" --data "$DATA" "${bench_model[@]}" --json "$OUT/bench-model.json"
-step benchmark-adversarial 240 "$OUT/bench-adversarial.json" \
+step benchmark-adversarial 210 "$OUT/bench-adversarial.json" \
   "$PYTHON" scripts/benchmark.py --device "$DEVICE" "${bench_adversarial[@]}" --json "$OUT/bench-adversarial.json"
 
 common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$OUT/runs"
         --train_split train ${samples[@]+"${samples[@]}"})
-step train-supervised 330 "$OUT/runs/supervised/log.jsonl" \
+step train-supervised 300 "$OUT/runs/supervised/log.jsonl" \
   "$PYTHON" train_supervised.py "${common[@]}" --modelName supervised --epochs "$EPOCHS" \
   --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
-step test-supervised 90 "$OUT/test/supervised/metrics.json" \
+step test-supervised 60 "$OUT/test/supervised/metrics.json" \
   "$PYTHON" test.py --checkpoint "$OUT/runs/supervised/last.pt" --dataset lspet --path "$DATA" --split val \
   --device "$DEVICE" --output "$OUT/test/supervised" ${test_samples[@]+"${test_samples[@]}"}
 step train-adversarial 240 "$OUT/runs/adversarial/log.jsonl" \
   "$PYTHON" train_adversarial.py "${common[@]}" --modelName adversarial --epochs "$HALF" \
   --pretrained "$OUT/runs/supervised/epoch_$HALF.pt" --set "lr_milestones=[$((DROP - HALF))]"
-step test-adversarial 90 "$OUT/test/adversarial/metrics.json" \
+step test-adversarial 60 "$OUT/test/adversarial/metrics.json" \
   "$PYTHON" test.py --checkpoint "$OUT/runs/adversarial/last.pt" --dataset lspet --path "$DATA" --split val \
   --device "$DEVICE" --output "$OUT/test/adversarial" ${test_samples[@]+"${test_samples[@]}"}
 

@@ -33,7 +33,7 @@ from config import load_config
 from datasets import build_dataset
 from inference.predict import inference_settings, make_eval_loader, predict_heatmaps, validate
 from inference.weights import generator_from_checkpoint, load_checkpoint
-from runtime.device import autocast_dtype, place_images, strict_fp32
+from runtime.device import autocast, autocast_dtype, place_images, strict_fp32
 from training.build import adversarial_params, build_nets, build_optimizers, error_loss_params, raw_module
 from training.loop import RunSpec, build_run, fit
 from training.steps import StepContext, adversarial_step, to_device
@@ -81,8 +81,7 @@ def _outputs(nets, b: dict, dtype) -> dict[str, torch.Tensor]:
     """G's last pose stack, P's and C's logits on the truth (B, J), in fp32."""
     from models import conf_disc_input, pose_disc_input
 
-    device = b["image"].device
-    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with autocast(b["image"].device, dtype):
         out = {"G": nets.generator(b["image"])["pose"][-1],
                "P": nets.pose_disc(pose_disc_input(b["image"], b["heatmaps"], b["occlusion"]), logits=True),
                "C": nets.conf_disc(conf_disc_input(b["heatmaps"], b["occlusion"]), logits=True)}

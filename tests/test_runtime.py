@@ -140,6 +140,20 @@ def test_test_and_predict_set_the_gpu_before_loading(fake_gpus, monkeypatch, tmp
     assert loaded.device == torch.device("cuda", 3) and order == [[3]]
 
 
+def test_a_torchrun_rank_that_cannot_read_resume_names_itself(tmp_path, capsys, monkeypatch):
+    import train_supervised
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(SystemExit) as exc:
+        train_supervised.main(["--resume", str(tmp_path / "missing"), "--device", "cpu"])
+    assert exc.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: rank 3 (host ") and f"checkpoint not found: {tmp_path / 'missing'}" in line
+    assert "filesystem" in line and "\n" not in line
+
+
 def test_pin_memory_only_for_a_cuda_model(tmp_path):
     spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=str(tmp_path / "r"),
                    device="cpu", max_train_samples=4, max_val_samples=2)
