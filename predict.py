@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, flip=not args.no_flip, amp=args.amp,
                                           trust=args.trust_checkpoint)
     outdir = ensure_writable_dir(args.output, "--output")
+    print(predictor.describe())
     outcome = predict_files(predictor, args.image, outdir, boxes, skip_bad=args.skip_bad_images)
     for r in outcome.records:
         if "video" in r:

@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
             args.checkpoint, args.dataset, args.path, split, args.device, flip=not args.no_flip, amp=args.amp,
             batch_size=args.batch_size, workers=args.workers, max_samples=args.max_samples, alpha=args.alpha,
             trust=args.trust_checkpoint)
+        print(f"device {result['device']} | {result['precision']} | flip test {'on' if result['flip_test'] else 'off'}")
         shown = slice(0, args.num_pictures)
         save_prediction_pictures(dataset, result["index"][shown], result["preds"][shown],
                                  os.path.join(outdir, "pictures"))

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 
 from config import Config, config_from_dict, load_config, parse_overrides, preset_name
 from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT
 from inference.weights import load_checkpoint
+from runtime.distributed import launch_rank
 from training.loop import RunSpec
 from utils.errors import UserInputError
 
@@ -83,7 +85,14 @@ def resumed_run(args: argparse.Namespace) -> dict | None:
     if not args.resume:
         return None
     if getattr(args, "_resumed_run", None) is None:
-        ckpt = load_checkpoint(args.resume, args.trust_checkpoint)
+        try:
+            ckpt = load_checkpoint(args.resume, args.trust_checkpoint)
+        except UserInputError as err:  # under torchrun every rank reads it: say which one could not
+            rank = launch_rank()
+            if rank is None:
+                raise
+            raise UserInputError(f"{rank} (host {socket.gethostname()}): {err}; every rank reads --resume "
+                                 f"itself, so it must be on a filesystem every node mounts at the same path") from None
         args._resumed_run = {k: ckpt.get(k) for k in ("config", "dataset", "data")}
     return args._resumed_run
 

@@ -13,12 +13,13 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from config import cpu_small, default_config, newell8, tiny
+from config import cpu_small, default_config, gpu_lspet, newell8, tiny
 from utils.errors import UserInputError
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default_config": {},
     "cpu_small": cpu_small.OVERRIDES,
+    "gpu_lspet": gpu_lspet.OVERRIDES,
     "newell8": newell8.OVERRIDES,
     "tiny": tiny.OVERRIDES,
 }

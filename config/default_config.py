@@ -1,7 +1,7 @@
 """Every default setting in one place: the paper's generator and training recipe.
 
-Presets (``config/cpu_small.py``, ``config/newell8.py``, ``config/tiny.py``) override only what
-differs; ``--set key=value`` on the command line overrides single entries.
+Presets (``config/cpu_small.py``, ``config/gpu_lspet.py``, ``config/newell8.py``, ``config/tiny.py``) override
+only what differs; ``--set key=value`` on the command line overrides single entries.
 """
 
 CONFIG = {
@@ -87,7 +87,7 @@ CONFIG = {
     "grad_clip": 0.0,  # max global grad norm; 0 disables
     # --- runtime -------------------------------------------------------------------------
     "workers": 2,  # DataLoader worker processes
-    "amp": "auto",  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    "amp": "auto",  # auto (CUDA: bf16 from compute capability 8.0, fp16 below; CPU: off) | bf16 | fp16 | off
     "channels_last": True,  # NHWC activations (faster convolutions on CPU and tensor cores)
     "compile": False,  # torch.compile the models
     "flip_test": True,  # average predictions with those of the mirrored image at test time

@@ -19,7 +19,7 @@ from datasets.sampler import EpochSampler
 from datasets.skeleton import JointSpec
 from inference.scoring import score_dataset
 from inference.weights import load_generator
-from runtime.device import autocast, autocast_dtype, place_images
+from runtime.device import autocast, autocast_dtype, place_images, precision_name
 from runtime.distributed import DistInfo
 from runtime.system import single_threaded_opencv, worker_init
 from utils.errors import UserInputError
@@ -121,8 +121,9 @@ def evaluate_checkpoint(checkpoint: str, dataset_name: str, data_path: str | Non
     """test.py's model mode: rebuild G from the checkpoint alone, predict the split's samples, score them.
 
     Returns (result, dataset): the metrics with ``index``, ``preds`` (original px) and ``scores`` of the
-    first ``max_samples`` samples; for a split without labels (``dataset.ann.labelled`` False, MPII's test
-    split) only ``index``, ``preds`` and ``scores``."""
+    first ``max_samples`` samples, and how they were computed (``device``, ``precision``, ``flip_test``); for
+    a split without labels (``dataset.ann.labelled`` False, MPII's test split) only ``index``, ``preds`` and
+    ``scores`` besides those."""
     loaded = load_generator(checkpoint, device, amp, trust)
     dataset = build_dataset(dataset_name, data_path, split, loaded.cfg, train=False)
     joints = loaded.ckpt["model_args"]["num_joints"]
@@ -132,7 +133,9 @@ def evaluate_checkpoint(checkpoint: str, dataset_name: str, data_path: str | Non
     loader = make_eval_loader(dataset, batch_size, workers, limit=max_samples,
                               pin_memory=loaded.device.type == "cuda")
     settings = inference_settings(loaded.cfg, dataset.spec, loaded.device, flip)
+    how = {"device": str(loaded.device), "precision": precision_name(settings.dtype, loaded.device), "flip_test": flip}
     if not dataset.ann.labelled:  # nothing to score against: predictions only
         part = predict_loader(loaded.generator, loader, settings, loaded.device)
-        return gather_predictions(part, DistInfo()), dataset
-    return validate(loaded.generator, loader, dataset, settings, loaded.device, alpha=alpha), dataset
+        return {**gather_predictions(part, DistInfo()), **how}, dataset
+    result = validate(loaded.generator, loader, dataset, settings, loaded.device, alpha=alpha)
+    return {**result, **how}, dataset

@@ -22,7 +22,7 @@ from datasets.base import eval_crop, read_image
 from datasets.skeleton import JointSpec
 from inference.predict import heatmaps_to_original, predict_heatmaps
 from inference.weights import load_generator
-from runtime.device import autocast_dtype, place_images
+from runtime.device import autocast_dtype, place_images, precision_name
 from utils.drawing import YELLOW, draw_pose
 from utils.errors import UserInputError
 from utils.io import atomic_output, json_safe, write_image, write_json
@@ -195,6 +195,11 @@ class Predictor:
         loaded = load_generator(path, device, amp, trust)
         dataset, spec = joint_spec_for(loaded.ckpt, path)
         return cls(loaded.generator, loaded.cfg, dataset, spec, loaded.device, flip)
+
+    def describe(self) -> str:
+        """One line: where and in which precision G runs, and whether predictions are flip-averaged."""
+        precision = precision_name(autocast_dtype(self.cfg.amp, self.device), self.device)
+        return f"device {self.device} | {precision} | flip test {'on' if self.flip else 'off'}"
 
     @torch.no_grad()
     def predict(self, image_rgb: np.ndarray, center: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:

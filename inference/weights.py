@@ -19,7 +19,7 @@ from torch import nn
 
 from config import Config, config_from_dict
 from models import build_generator
-from runtime.device import place_module, resolve_device
+from runtime.device import place_module, resolve_device, use_device
 from utils.errors import UserInputError
 
 
@@ -98,9 +98,9 @@ class LoadedGenerator:
 
 
 def load_generator(path: str, device: str = "auto", amp: str | None = None, trust: bool = False) -> LoadedGenerator:
-    """Load ``path`` (checkpoint, export or run directory) and place G on ``device``; ``amp`` overrides its
-    precision."""
+    """Load ``path`` (checkpoint, export or run directory) and place G on ``device``, made the current CUDA
+    device first (no context on GPU 0 for ``cuda:N``); ``amp`` overrides its precision."""
+    dev = use_device(resolve_device(device))  # before any CUDA work, also the loader's pin-memory thread
     ckpt = load_checkpoint(path, trust)
     cfg, generator = generator_from_checkpoint(ckpt, amp)
-    dev = resolve_device(device)
     return LoadedGenerator(ckpt, cfg, place_module(generator, dev, cfg.channels_last).eval(), dev)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -11,7 +12,9 @@ from utils.errors import UserInputError
 
 
 def resolve_device(flag: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda``/``cuda:N`` without CUDA is a one-line error."""
+    """``auto`` -> CUDA when available, else CPU; ``cuda``/``cuda:N`` without CUDA is a one-line error.
+
+    Only checks and names the device; ``use_device`` makes a CUDA device the current one."""
     if flag == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -28,6 +31,19 @@ def resolve_device(flag: str) -> torch.device:
     return device
 
 
+def use_device(device: torch.device) -> torch.device:
+    """Make a CUDA ``device`` the current CUDA device before any CUDA work; returns it with its index.
+
+    Without this, ``--device cuda:N`` still opens a context on GPU 0: the DataLoader's pin-memory thread,
+    the caching allocator and ``torch.cuda.current_device()`` users all act on the current device, which
+    stays 0 unless set. A CPU device is returned unchanged."""
+    if device.type != "cuda":
+        return device
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
@@ -37,22 +53,62 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """True from compute capability 8.0 (A100, H100, RTX 30xx on); V100 (7.0) and T4 (7.5) have no bf16 units."""
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Precision of the forward pass: bf16 on CUDA for ``auto``, full fp32 on CPU unless asked (``bf16``)."""
+    """Precision of the forward pass. ``auto``: bf16 on CUDA devices with native bf16 (compute capability
+    >= 8.0), fp16 below (V100, T4; the trainer then scales each optimiser's loss with its own GradScaler),
+    full fp32 on CPU (bf16 there only when asked: it is fast only on CPUs with AMX/AVX512-BF16)."""
     if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
     choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
     if amp not in choices:
         raise UserInputError(f"amp={amp!r}: expected auto, bf16, fp16 or off")
     return choices[amp]
 
 
+def precision_name(dtype: torch.dtype | None, device: torch.device, training: bool = False) -> str:
+    """How a run computes, for its first log line: ``fp32``, ``bf16 autocast`` or ``fp16 autocast`` (with
+    ``GradScaler per optimiser`` in training); fp32 on CUDA says when cuDNN may use TF32 for convolutions."""
+    if dtype is None:
+        tf32 = device.type == "cuda" and torch.backends.cudnn.allow_tf32 and cuda_has_native_bf16(device)
+        return "fp32 (TF32 convolutions)" if tf32 else "fp32"
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype).removeprefix("torch."))
+    scaler = " + GradScaler per optimiser" if training and dtype == torch.float16 else ""
+    return f"{name} autocast{scaler}"
+
+
 def precision_note(dtype: torch.dtype | None, device: torch.device) -> str | None:
-    """A warning line when bf16 on this CPU would be emulated (slower than fp32), else None."""
+    """A warning line when bf16 on this CPU or GPU would be emulated (slower than fp32/fp16), else None."""
     if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
         return "note: this CPU has no native bf16 (AVX512-BF16/AMX): bf16 autocast runs slower than fp32; try --amp off"
+    if device.type == "cuda" and dtype == torch.bfloat16 and not cuda_has_native_bf16(device):
+        major, minor = torch.cuda.get_device_capability(device)
+        return (f"note: this GPU (compute capability {major}.{minor}) has no native bf16: bf16 autocast is emulated; "
+                f"--amp auto picks fp16 with loss scaling here")
     return None
+
+
+@contextlib.contextmanager
+def strict_fp32() -> Iterator[None]:
+    """True fp32 inside the block: no TF32 in cuBLAS matmuls or cuDNN convolutions (both on by default for
+    cuDNN on Ampere and later), matmul precision "highest"; the previous settings are restored on exit."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from runtime.device import resolve_device
+from runtime.device import resolve_device, use_device
 
 
 @dataclass(frozen=True)
@@ -18,23 +19,39 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    joined: bool = False  # a process group was joined (torchrun launch; also with one process)
 
     @property
     def is_main(self) -> bool:
         """Only rank 0 logs and writes checkpoints."""
         return self.rank == 0
 
+    @property
+    def distributed(self) -> bool:
+        """Whether networks are wrapped in DDP and decisions are agreed across ranks."""
+        return self.joined
+
+
+def launched_by_torchrun() -> bool:
+    """torchrun sets TORCHELASTIC_RUN_ID for its workers, also with --nproc_per_node 1; other launchers that
+    set WORLD_SIZE > 1 count too."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
 
 def init_distributed(device_flag: str) -> tuple[DistInfo, torch.device]:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); pick this rank's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(), resolve_device(device_flag)
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    """Join the process group when launched by torchrun; pick this rank's device and make it current.
+
+    The CUDA device is set before any CUDA work (``use_device``), so no process opens a context on GPU 0
+    that it does not train on: rank r of a node uses cuda:LOCAL_RANK, a single process the --device index.
+    torchrun with one process joins a group of one (NCCL on CUDA), which runs the multi-GPU code path on
+    one GPU."""
+    if not launched_by_torchrun():
+        return DistInfo(), use_device(resolve_device(device_flag))
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "1")),
+                    int(os.environ.get("LOCAL_RANK", "0")), joined=True)
     device = resolve_device(device_flag)
     if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(device)
+        device = use_device(torch.device("cuda", info.local_rank))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return info, device
@@ -56,3 +73,21 @@ def all_ranks_agree(flag: bool) -> bool:
     value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item())
+
+
+def failing_ranks(ok: bool) -> list[str]:
+    """Every rank's ``ok`` gathered: the ranks where it is False, as "rank R (host H)", on every rank.
+
+    A collective: every rank must call it. Without a process group: ``["rank 0 (host H)"]`` or ``[]``."""
+    mine = (ok, socket.gethostname())
+    if not dist.is_initialized():
+        gathered = [mine]
+    else:
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, mine)
+    return [f"rank {r} (host {host})" for r, (good, host) in enumerate(gathered) if not good]
+
+
+def launch_rank() -> str | None:
+    """The words "rank R" for a torchrun worker before it joins the group (for error lines), else None."""
+    return f"rank {os.environ.get('RANK', '?')}" if launched_by_torchrun() else None

@@ -69,11 +69,22 @@ def worker_init(_: int) -> None:
     tune_malloc()
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy and torch; optionally force deterministic kernels (bit-exact CPU resume)."""
+def seed_generators(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (torch's CUDA generators too)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from ``parts`` (e.g. seed, rank, iteration): distinct tuples give unrelated seeds,
+    unlike ``seed + rank``, where (seed 1, rank 0) and (seed 0, rank 1) collide."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; optionally force deterministic kernels (bit-exact CPU resume)."""
+    seed_generators(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False

@@ -10,19 +10,23 @@ Figures (images/s unless noted):
       on the real lspet-mini photos at --pipeline_res input / (res/4) targets whatever the model config;
       also with the decoded-image cache (cache_images=True) and through a real 1-worker DataLoader.
   train_images_per_s  the real steps of training/steps.py on synthetic random batches (warm-up, then timed
-      windows; best window), "plain" (fp32, NCHW, no compile, PyTorch's default optimiser kernels) and
-      "optimized" (channels_last, the config's autocast - bf16 on CUDA -, torch.compile on CUDA,
-      foreach/fused optimisers), measured in the same run.
-  inference_images_per_s  G's forward (last-stack heatmaps, no flip) for a batch and for a single image.
+      windows; best window), "plain" (true fp32: TF32 off for cuBLAS and cuDNN; NCHW, no compile, PyTorch's
+      default optimiser kernels) and "optimized" (channels_last, the config's autocast - bf16 on CUDA from
+      compute capability 8.0, fp16 below -, torch.compile on CUDA, foreach/fused optimisers), measured in
+      the same run.
+  inference_images_per_s  G's forward (last-stack heatmaps, no flip) for a batch and for a single image;
+      on CUDA each batch size gets its own freshly compiled G.
   tflops_achieved / peak_fraction  FLOPs of one step (torch.utils.flop_counter) x optimized steps/s; the
-      peak is --peak_tflops or the dense bf16 peak of a known GPU (H100/H200: 989), else None.
+      peak is --peak_tflops or the dense bf16 peak of a known GPU (PEAK_BF16_TFLOPS), else None.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
+import re
 import sys
 import time
 
@@ -31,13 +35,14 @@ sys.path.insert(0, REPO)
 
 import cv2  # noqa: E402
 import torch  # noqa: E402
+import torch._dynamo  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from config import load_config, parse_overrides, preset_name  # noqa: E402
 from datasets import build_dataset  # noqa: E402
 from datasets.sampler import EpochSampler  # noqa: E402
 from inference.predict import predict_heatmaps  # noqa: E402
-from runtime.device import autocast_dtype, place_images, resolve_device  # noqa: E402
+from runtime.device import autocast_dtype, place_images, resolve_device, strict_fp32, use_device  # noqa: E402
 from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init  # noqa: E402
 from training.build import (  # noqa: E402
     adversarial_params,
@@ -50,8 +55,16 @@ from training.steps import StepContext, to_device, train_step  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
 from utils.io import write_json  # noqa: E402
 
-# Dense bf16 tensor-core peaks (TFLOP/s) of GPUs the project is run on; matched against the device name.
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}
+# Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's data sheets, matched in order against
+# torch.cuda.get_device_name(): the H100 comes in three boards with different clocks and power limits
+# ("NVIDIA H100 80GB HBM3" is the SXM board). Whole words only, so "GH200" is not an H200. A name matching
+# none (H200 NVL, GH200, older GPUs) has no peak here: pass --peak_tflops.
+PEAK_BF16_TFLOPS = (
+    (r"\bH100\b.*\bPCIe\b", 756.0),
+    (r"\bH100\b.*\bNVL\b", 835.0),
+    (r"\bH100\b.*\b(SXM\d?|HBM3)\b", 989.4),
+    (r"\bH200\b(?!.*\bNVL\b)", 989.4),
+)
 NUM_JOINTS = 16  # MPII
 METHODS = ("supervised", "adversarial")
 MODES = ("plain", "optimized")
@@ -69,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=None, help="steps per timed window (default 10; 2 quick)")
     p.add_argument("--repeats", type=int, default=None, help="timed windows per figure, best kept (default 3)")
     p.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "lspet-mini"),
-                   help="lspet-mini folder for the pipeline figure (synthetic images when absent)")
+                   help="LSPET-layout folder (lspet-mini, lspet-9k) for the pipeline figure (synthetic when absent)")
     p.add_argument("--pipeline_res", type=int, default=256, help="input side of the pipeline figure (targets res/4)")
     p.add_argument("--pipeline_samples", type=int, default=None, help="samples per pipeline figure (default 600)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: PyTorch's choice)")
@@ -79,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="leave glibc's malloc as it is (the trainer and its workers tune it, see docs)")
     p.add_argument("--methods", default=",".join(METHODS), help="training steps to time (comma-separated)")
     p.add_argument("--skip_pipeline", action="store_true", help="only the model timings")
+    p.add_argument("--skip_inference", action="store_true", help="no inference figures (each is a compile on CUDA)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     return p.parse_args(argv)
 
@@ -110,7 +124,7 @@ def pipeline_dataset(data: str, res: int, cache: bool):
     cfg = load_config("default_config", {"input_res": res, "output_res": out, "sigma": 2.0 * out / 64,
                                          "cache_images": cache, "synthetic_train_size": 256})
     if os.path.isfile(os.path.join(data, "joints.mat")):
-        return build_dataset("lspet", data, "train", cfg, train=True), "lspet-mini"
+        return build_dataset("lspet", data, "train", cfg, train=True), os.path.basename(os.path.normpath(data))
     return build_dataset("synthetic", None, "train", cfg, train=True), "synthetic (lspet-mini not found)"
 
 
@@ -185,6 +199,8 @@ class Setup:
         cfg = cfg.with_overrides({"method": method})
         self.nets, _ = build_nets(cfg, NUM_JOINTS)
         self.compiled = optimized and compile_on_cuda and device.type == "cuda"
+        if self.compiled:  # a fresh compile cache: no graph or recompile budget left over from another set-up
+            torch._dynamo.reset()
         place_nets(self.nets, device, channels_last=optimized, compile_=self.compiled)
         if optimized:
             self.opts = build_optimizers(self.nets, cfg, device)
@@ -227,26 +243,40 @@ def measure_models(cfg, batch_size: int, device: torch.device, args: argparse.Na
         flops[method] = step_flops(cfg, method, batch)
         train[method] = {}
         for mode in MODES:
-            setup = Setup(cfg, method, mode, device, not args.no_compile)
-            train[method][mode] = _best_rate(lambda s=setup: s.step(batch), batch_size, device, **timing)
-            stats = setup.step(batch)
+            with precision_of(mode):
+                setup = Setup(cfg, method, mode, device, not args.no_compile)
+                train[method][mode] = _best_rate(lambda s=setup: s.step(batch), batch_size, device, **timing)
+                stats = setup.step(batch)
             if not all(torch.isfinite(v).all() for v in stats.values()):
                 raise RuntimeError(f"{method}/{mode}: non-finite loss in the benchmark step")
             del setup
+    result = {"train_images_per_s": train, "flops_per_step": flops}
+    if args.skip_inference:
+        return result
     inference = {"batch": {}, "single": {}}
     for mode in MODES:
-        setup = Setup(cfg, "supervised", mode, device, not args.no_compile)
-        g = setup.nets.generator.eval()
         for name, n in (("batch", batch_size), ("single", 1)):
-            images = place_images(batch["image"][:n], device, mode == "optimized")
+            # A new G (and on CUDA a new compile after a dynamo reset) per batch size: a compiled G that has
+            # seen batch_size first would either recompile with a dynamic batch dimension on seeing batch 1
+            # (automatic dynamic shapes), or run a graph specialised for another shape; neither is what a
+            # single-image deployment, which compiles for batch 1 alone, would run.
+            with precision_of(mode):
+                setup = Setup(cfg, "supervised", mode, device, not args.no_compile)
+                g = setup.nets.generator.eval()
+                images = place_images(batch["image"][:n], device, mode == "optimized")
 
-            def forward(g=g, images=images, dtype=setup.ctx.dtype):
-                with torch.no_grad():
-                    predict_heatmaps(g, images, None, device, dtype)
+                def forward(g=g, images=images, dtype=setup.ctx.dtype):
+                    with torch.no_grad():
+                        predict_heatmaps(g, images, None, device, dtype)
 
-            inference[name][mode] = _best_rate(forward, n, device, **timing)
-        del setup
-    return {"train_images_per_s": train, "inference_images_per_s": inference, "flops_per_step": flops}
+                inference[name][mode] = _best_rate(forward, n, device, **timing)
+            del setup, g
+    return {**result, "inference_images_per_s": inference}
+
+
+def precision_of(mode: str):
+    """The context a mode runs in: "plain" is true fp32 (no TF32 anywhere), "optimized" the settings as set."""
+    return strict_fp32() if mode == "plain" else contextlib.nullcontext()
 
 
 def device_name(device: torch.device) -> str:
@@ -262,8 +292,12 @@ def peak_tflops(args: argparse.Namespace, device: torch.device, dtype: torch.dty
         return args.peak_tflops
     if device.type != "cuda" or dtype != torch.bfloat16:
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    return table_peak_tflops(torch.cuda.get_device_name(device))
+
+
+def table_peak_tflops(name: str) -> float | None:
+    """Dense bf16 peak (TFLOP/s) of the GPU named ``name`` (torch.cuda.get_device_name), or None if unknown."""
+    return next((peak for pattern, peak in PEAK_BF16_TFLOPS if re.search(pattern, name, re.IGNORECASE)), None)
 
 
 def _load_average() -> list[float] | None:
@@ -295,7 +329,7 @@ def print_table(r: dict) -> None:
     for m in r["train_images_per_s"]:
         t = r["train_images_per_s"][m]
         rows.append((f"train {m}", t["plain"], t["optimized"], t["optimized"] / t["plain"]))
-    for k in ("batch", "single"):
+    for k in ("batch", "single") if "inference_images_per_s" in r else ():
         t = r["inference_images_per_s"][k]
         rows.append((f"inference, {'batch' if k == 'batch' else 'single image'}", t["plain"], t["optimized"],
                      t["optimized"] / t["plain"]))
@@ -312,7 +346,7 @@ def print_table(r: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Run every measurement; returns the result record (also printed, and written with --json)."""
     args = parse_args(argv)
-    device = resolve_device(args.device)
+    device = use_device(resolve_device(args.device))
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     cfg = load_config(preset_name(args.config), parse_overrides(args.set))

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -49,3 +51,54 @@ def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):
     args = benchmark.parse_args([])
     assert benchmark.peak_tflops(args, torch.device("cpu"), None) is None
     assert benchmark.peak_tflops(benchmark.parse_args(["--peak_tflops", "50"]), torch.device("cpu"), None) == 50
+
+
+def _benchmark_module():
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    try:
+        import benchmark
+    finally:
+        sys.path.pop(0)
+    return benchmark
+
+
+@pytest.mark.parametrize(("name", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 989.4),  # SXM
+    ("NVIDIA H100 SXM5 80GB", 989.4),
+    ("NVIDIA H100 PCIe", 756.0),
+    ("NVIDIA H100 NVL", 835.0),
+    ("NVIDIA H200", 989.4),
+    ("NVIDIA H200 NVL", None),  # another power limit: not in the table
+    ("NVIDIA GH200 480GB", None),  # not an H200
+    ("NVIDIA H100", None),  # which board is unknown
+    ("NVIDIA A100-SXM4-80GB", None),
+    ("Tesla V100-SXM2-16GB", None),
+])
+def test_peak_table_tells_the_h100_boards_and_the_h200_apart(name, peak):
+    assert _benchmark_module().table_peak_tflops(name) == peak
+
+
+def test_plain_mode_is_true_fp32_and_restores_the_settings():
+    import torch
+
+    from runtime.device import strict_fp32
+
+    benchmark = _benchmark_module()
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+              torch.get_float32_matmul_precision())
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True
+    torch.set_float32_matmul_precision("high")
+    try:
+        with benchmark.precision_of("plain"):
+            assert torch.backends.cuda.matmul.allow_tf32 is False and torch.backends.cudnn.allow_tf32 is False
+            assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.backends.cuda.matmul.allow_tf32 is True and torch.backends.cudnn.allow_tf32 is True
+        assert torch.get_float32_matmul_precision() == "high"
+        with pytest.raises(RuntimeError), strict_fp32():  # restored when the block fails too
+            raise RuntimeError
+        assert torch.backends.cudnn.allow_tf32 is True and torch.get_float32_matmul_precision() == "high"
+        with benchmark.precision_of("optimized"):  # left as set
+            assert torch.backends.cudnn.allow_tf32 is True and torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before[:2]
+        torch.set_float32_matmul_precision(before[2])

@@ -46,7 +46,7 @@ def raw_module(module: nn.Module) -> nn.Module:
 def place_nets(nets: Nets, device: torch.device, channels_last: bool, compile_: bool,
                dist: DistInfo | None = None, sync_bn: bool = False) -> Nets:
     """Every network on ``device`` (NHWC when ``channels_last``), wrapped in DDP when distributed, then compiled."""
-    distributed = dist is not None and dist.world_size > 1
+    distributed = dist is not None and dist.distributed
     if sync_bn and distributed and device.type != "cuda":
         raise UserInputError("sync_bn=True: PyTorch's SyncBatchNorm has no CPU kernels; "
                              "drop it for --device cpu (gloo) runs")

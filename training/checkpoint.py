@@ -3,6 +3,15 @@
 A checkpoint holds tensors and plain Python values only (it loads with ``torch.load(weights_only=True)``,
 see ``inference.weights``): networks, optimisers, schedulers, AMP scalers, RNG states, position in the
 epoch, partial epoch statistics, the resolved config and the data description.
+
+Random generators under DDP: every rank's Python, NumPy and torch states are gathered into ``rng_ranks``
+(rank order; ``rng`` keeps rank 0's for older readers). On resume rank r restores entry r when the
+checkpoint has one, so a run resumed on as many ranks continues every rank's streams exactly; a rank the
+checkpoint has no entry for (more ranks than were saved, or a checkpoint from before ``rng_ranks`` for ranks
+above 0) seeds its generators from (seed, rank, iteration) instead, so no two ranks share a stream. Only
+the current device's CUDA generator is saved, and it is restored only to a CUDA device: a checkpoint from
+8 GPUs resumes on 1 GPU or on the CPU. (Training draws its augmentation from (seed, epoch, sample index),
+not from these generators; they are kept so that any other draw resumes exactly.)
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import subprocess
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from inference.weights import load_checkpoint
@@ -63,6 +73,26 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     cuda = state.get("cuda")
     if cuda is not None and device is not None and device.type == "cuda":
         torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list | tuple) else cuda, device)
+
+
+def gather_rng_states(device: torch.device | None = None) -> list[dict]:
+    """Every rank's ``rng_state`` in rank order (a collective under DDP: every rank must call it); one entry
+    without a process group."""
+    mine = rng_state(device)
+    if not dist.is_initialized():
+        return [mine]
+    states: list = [None] * dist.get_world_size()
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def rank_rng_state(ckpt: dict, rank: int) -> dict | None:
+    """The generator states ``rank`` resumes from: its own entry of ``rng_ranks``, rank 0's ``rng`` in a
+    checkpoint without ``rng_ranks``, else None (the caller seeds from seed, rank and iteration)."""
+    ranks = ckpt.get("rng_ranks")
+    if ranks is not None:
+        return ranks[rank] if rank < len(ranks) else None
+    return ckpt["rng"] if rank == 0 else None
 
 
 def save_checkpoint(state: dict, path: str) -> None:

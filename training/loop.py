@@ -23,9 +23,9 @@ from inference.predict import InferenceSettings, inference_settings, make_eval_l
 from inference.weights import load_checkpoint
 from models import count_parameters
 from reporting.plots import plot_training_curves
-from runtime.device import autocast_dtype, precision_note
-from runtime.distributed import DistInfo, all_ranks_agree, cleanup_distributed, init_distributed
-from runtime.system import seed_everything, tune_malloc
+from runtime.device import autocast_dtype, precision_name, precision_note
+from runtime.distributed import DistInfo, all_ranks_agree, cleanup_distributed, failing_ranks, init_distributed
+from runtime.system import derived_seed, seed_everything, seed_generators, tune_malloc
 from training.build import (
     adversarial_params,
     build_nets,
@@ -40,8 +40,10 @@ from training.checkpoint import (
     NonFiniteError,
     check_finite_weights,
     check_resume_compatible,
+    gather_rng_states,
     git_revision,
     load_pretrained_generator,
+    rank_rng_state,
     remove_stale_temp_files,
     rng_state,
     save_checkpoint,
@@ -164,10 +166,26 @@ def check_epoch_has_steps(train_size: int, batch_size: int, world_size: int, spe
                              f"lower --batch_size or train on more samples")
 
 
+def check_readable_on_every_rank(files: dict[str, str], dist: DistInfo) -> None:
+    """Under DDP every rank reads --resume and --pretrained itself (no broadcast from rank 0): before any rank
+    loads one, all agree that each can read it, or all stop with one line naming the ranks that cannot."""
+    if not dist.distributed:
+        return  # one process: loading reports a missing file itself
+    for flag, path in files.items():
+        if os.path.isdir(path):
+            path = os.path.join(path, "last.pt")
+        bad = failing_ranks(os.path.isfile(path) and os.access(path, os.R_OK))
+        if bad:
+            raise UserInputError(f"{flag} {path}: cannot be read on {', '.join(bad)}; every rank reads it itself, "
+                                 f"so it must be on a filesystem that every node mounts at the same path")
+
+
 def build_run(cfg: Config, spec: RunSpec) -> Run:
     """Data, networks (placed, wrapped), optimisers, schedulers, log and state; resumed when asked."""
     tune_malloc()  # glibc: reuse freed activation buffers instead of fresh pages each step (CPU)
     dist, device = init_distributed(spec.device)
+    check_readable_on_every_rank({"--resume": spec.resume} if spec.resume else
+                                 {"--pretrained": cfg.pretrained} if cfg.pretrained else {}, dist)
     check_run_dir(spec)  # before reading data: the cheap refusal first; nothing is moved or written yet
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
     train_set = build_dataset(spec.dataset, spec.path, spec.train_split, cfg, train=True, flag="--train_split")
@@ -183,9 +201,14 @@ def build_run(cfg: Config, spec: RunSpec) -> Run:
     nets = place_nets(nets, device, cfg.channels_last, cfg.compile, dist, cfg.sync_bn)
     optims = build_optimizers(nets, cfg, device)
     dtype = autocast_dtype(cfg.amp, device)
+    # fp16: one GradScaler per optimiser. G, P and C each take their own backward and scaler.step/update at a
+    # different point of Algorithm 1, and their losses (G's MSE, P's and C's BCE) differ in gradient size by
+    # orders of magnitude: one shared scale would be set by whichever overflows first (an inf in P's backward
+    # would halve the scale of G's next update too) and a shared update() per optimiser step would count one
+    # iteration several times. Each scaler finds its own scale, and a checkpoint stores each.
     scalers = {k: torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) for k in optims}
     ctx = StepContext(device, dtype, scalers, cfg.grad_clip, cfg.channels_last, spec.skip_nonfinite,
-                      agree=all_ranks_agree if dist.world_size > 1 else None)
+                      agree=all_ranks_agree if dist.distributed else None)
     run = Run(cfg, spec, dist, device, train_set, val_set, nets, net_args, optims, build_schedulers(optims, cfg),
               ctx, RunLog(spec.run_dir, dist.is_main, spec.tensorboard), TrainState(),
               inference_settings(cfg, val_set.spec, device, cfg.flip_test))
@@ -202,8 +225,9 @@ def build_run(cfg: Config, spec: RunSpec) -> Run:
     return run
 
 
-def checkpoint(run: Run) -> dict:
-    """Self-describing state of the whole run: tensors and plain values only."""
+def checkpoint(run: Run, rng_ranks: list[dict] | None = None) -> dict:
+    """Self-describing state of the whole run: tensors and plain values only. ``rng_ranks``: every rank's
+    generator states (``gather_rng_states``); this process's alone when not given."""
     spec = run.spec
     return {
         "format_version": FORMAT_VERSION, "method": run.cfg.method, "dataset": spec.dataset,
@@ -214,7 +238,9 @@ def checkpoint(run: Run) -> dict:
         "optimizers": {k: o.state_dict() for k, o in run.optims.items()},
         "schedulers": {k: s.state_dict() for k, s in run.schedulers.items()},
         "scalers": {k: s.state_dict() for k, s in run.ctx.scalers.items()},
-        "rng": rng_state(run.device), "state": vars(run.state).copy(), "git": git_revision(),
+        "world_size": run.dist.world_size,
+        "rng": rng_ranks[0] if rng_ranks else rng_state(run.device), "rng_ranks": rng_ranks or [rng_state(run.device)],
+        "state": vars(run.state).copy(), "git": git_revision(),
     }
 
 
@@ -229,23 +255,43 @@ def restore(run: Run, ckpt: dict, path: str) -> None:
         s.load_state_dict(ckpt["schedulers"][k])
     for k, s in run.ctx.scalers.items():
         s.load_state_dict(ckpt.get("scalers", {}).get(k) or ckpt.get("scaler") or {})
-    set_rng_state(ckpt["rng"], run.device)
+    rng = rank_rng_state(ckpt, run.dist.rank)
+    if rng is not None:
+        set_rng_state(rng, run.device)
+    else:  # a rank the checkpoint has no states for (more ranks than were saved): its own, not rank 0's
+        seed_generators(derived_seed(run.cfg.seed, run.dist.rank, ckpt["state"]["iteration"]))
     run.state = TrainState(**ckpt["state"])
     if run.state.epoch >= run.cfg.epochs:  # checked before the log is touched: a finished run stays as it was
         raise UserInputError(f"--epochs: {path} has already trained {run.state.epoch} of epochs={run.cfg.epochs}; "
                              f"pass --epochs N with N > {run.state.epoch} to train further")
+    _convert_epoch_position(run, ckpt.get("world_size", run.dist.world_size))
     dropped = run.log.truncate_after(run.state.epoch)
     if dropped:
         run.say(f"note: dropped {dropped} from {run.log.path} (a write cut short by a crash or a full disk)")
     run.say(f"resumed {path}: epoch {run.state.epoch}, step {run.state.epoch_step}, iteration {run.state.iteration}")
 
 
+def _convert_epoch_position(run: Run, saved_world: int) -> None:
+    """A mid-epoch checkpoint of ``saved_world`` processes resumed on another number: ``epoch_step`` counts
+    each rank's batches, so it is converted through the batches done by all ranks (the sampler deals the same
+    epoch permutation round-robin over the ranks). Rounded down: up to one global batch is seen again."""
+    st, world = run.state, run.dist.world_size
+    if saved_world == world or st.epoch_step == 0:
+        return
+    done = st.epoch_step * saved_world  # batches of this epoch, all ranks together
+    old, st.epoch_step = st.epoch_step, done // world
+    again = (done - st.epoch_step * world) * run.cfg.batch_size
+    run.say(f"note: checkpoint of {saved_world} process(es) resumed on {world}: epoch position {old} -> "
+            f"{st.epoch_step} steps per process ({again} images of this epoch are seen again)")
+
+
 def save(run: Run, name: str) -> None:
     """Atomically write ``run_dir/name`` (main rank only) after checking the weights are finite."""
     st = run.state
     check_finite_weights(run.nets, f"after iteration {st.iteration} (epoch {st.epoch}); {run.last_good()}")
+    rng_ranks = gather_rng_states(run.device)  # a collective: every rank saves at the same iterations
     if run.dist.is_main:
-        save_checkpoint(checkpoint(run), os.path.join(run.spec.run_dir, name))
+        save_checkpoint(checkpoint(run, rng_ranks), os.path.join(run.spec.run_dir, name))
 
 
 def train_epoch(run: Run) -> tuple[int, int]:
@@ -324,8 +370,10 @@ def fit(run: Run) -> dict | None:
     """Train until ``epochs``: each epoch trains, validates, logs, steps the schedules and saves; returns the
     final validation result. Ctrl-C ends with one line naming the last checkpoint."""
     cfg, st = run.cfg, run.state
+    ranks = f" | {run.dist.world_size} process(es), {torch.distributed.get_backend()}" if run.dist.distributed else ""
     run.say(f"{cfg.method} | {run.spec.dataset} | G {count_parameters(run.nets.generator):,} params | "
-            f"device {run.device} | {len(run.train_set)} train / {len(run.val_set)} val images")
+            f"device {run.device} | {precision_name(run.ctx.dtype, run.device, training=True)}{ranks} | "
+            f"{len(run.train_set)} train / {len(run.val_set)} val images")
     val = None
     try:
         while st.epoch < cfg.epochs:
@@ -359,7 +407,11 @@ def fit(run: Run) -> dict | None:
 
 def train(cfg: Config, spec: RunSpec) -> dict | None:
     """Build the run, record its config, fit it, draw its curves."""
-    run = build_run(cfg, spec)
+    try:
+        run = build_run(cfg, spec)
+    except BaseException:  # e.g. a file one rank cannot read: leave the process group before exiting
+        cleanup_distributed()
+        raise
     if run.dist.is_main:
         write_json(os.path.join(spec.run_dir, "config.json"), cfg.to_dict())
     val = fit(run)

@@ -50,7 +50,7 @@ def exit_on_user_error(main: Callable[..., object]) -> Callable[..., object]:
         try:
             return main(*args, **kwargs)
         except UserInputError as err:
-            print(f"error: {one_line(err)}", file=sys.stderr)
+            sys.stderr.write(f"error: {one_line(err)}\n")  # one write: ranks sharing a terminal do not interleave
             sys.exit(err.exit_code)
         except OSError as err:
             if err.filename is None:
