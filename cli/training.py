@@ -16,7 +16,7 @@ from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT
 from inference.weights import load_checkpoint
 from runtime.distributed import launch_rank
-from training.loop import RunSpec
+from training.run import RunSpec
 from utils.errors import UserInputError
 
 # flag -> config key for flags that set a value (None = not given on the command line)

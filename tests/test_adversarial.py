@@ -21,8 +21,8 @@ from inference.weights import load_checkpoint
 from models import count_parameters
 from training.build import adversarial_params, build_nets, error_loss_params, generator_args
 from training.checkpoint import load_pretrained_generator
-from training.loop import build_run, checkpoint
 from training.losses import confidence_fake_targets, masked_bce, pose_fake_targets
+from training.run import build_run, checkpoint
 from training.steps import Nets, StepContext, adversarial_step, adversarial_targets, to_device, train_step
 
 J = 16  # joints of the synthetic dataset (MPII layout)

@@ -22,7 +22,7 @@ from config import load_config
 from inference.weights import load_checkpoint
 from models import build_generator
 from training.build import generator_args
-from training.loop import RunSpec, build_run, save
+from training.run import RunSpec, build_run, save
 from utils.errors import UserInputError, one_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

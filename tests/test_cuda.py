@@ -35,7 +35,8 @@ from inference.predict import inference_settings, make_eval_loader, predict_heat
 from inference.weights import generator_from_checkpoint, load_checkpoint
 from runtime.device import autocast, autocast_dtype, place_images, strict_fp32
 from training.build import adversarial_params, build_nets, build_optimizers, error_loss_params, raw_module
-from training.loop import RunSpec, build_run, fit
+from training.loop import fit
+from training.run import RunSpec, build_run
 from training.steps import StepContext, adversarial_step, to_device
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

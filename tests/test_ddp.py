@@ -29,7 +29,8 @@ def _worker(method: str, out_dir: str) -> None:
     """One rank: train ``method`` with the real training loop, then dump what the test compares."""
     from config import load_config
     from training.build import raw_module
-    from training.loop import RunSpec, build_run, fit
+    from training.loop import fit
+    from training.run import RunSpec, build_run
 
     spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val",
                    run_dir=os.path.join(out_dir, method), device="cpu")

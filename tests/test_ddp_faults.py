@@ -98,7 +98,8 @@ def _worker(scenario: str, out_dir: str) -> None:
 
     from config import load_config
     from training.build import raw_module
-    from training.loop import RunSpec, build_run, fit
+    from training.loop import fit
+    from training.run import RunSpec, build_run
 
     if scenario == "unreadable":
         import train_adversarial
@@ -224,7 +225,8 @@ def test_resume_on_two_ranks_restores_each_ranks_own_generators(faults):
 def test_resume_of_a_two_rank_checkpoint_in_one_process(faults, tmp_path):
     """One process resumes the 2-rank checkpoint with rank 0's generators and trains on."""
     from config import load_config
-    from training.loop import RunSpec, build_run, fit
+    from training.loop import fit
+    from training.run import RunSpec, build_run
 
     run_dir = tmp_path / "single"
     shutil.copytree(faults / "nonfinite", run_dir)

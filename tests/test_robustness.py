@@ -17,12 +17,14 @@ import torch
 
 import train_supervised
 import training.loop
+import training.run
 from cli.training import run_spec, training_parser
 from config import load_config
 from datasets.sampler import EpochSampler
 from datasets.synthetic import SyntheticDataset
 from inference.weights import load_checkpoint
-from training.loop import RunSpec, build_run, fit, save
+from training.loop import fit
+from training.run import RunSpec, build_run, save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIME_KEYS = {"seconds", "images_per_s"}
@@ -248,7 +250,7 @@ def test_skip_nonfinite_skips_and_counts_the_batch(tmp_path, capsys, poisoned_sa
 
 def test_exploding_lr_stops_cleanly_without_saving_nonfinite_weights(tmp_path, capsys, monkeypatch):
     # lr=1e30 is outside the config's range (--set refuses it), so it is set on the optimiser the run builds
-    build = training.loop.build_optimizers
+    build = training.run.build_optimizers
 
     def exploding(*args, **kwargs):
         optims = build(*args, **kwargs)
@@ -256,7 +258,7 @@ def test_exploding_lr_stops_cleanly_without_saving_nonfinite_weights(tmp_path, c
             group["lr"] = 1e30
         return optims
 
-    monkeypatch.setattr(training.loop, "build_optimizers", exploding)
+    monkeypatch.setattr(training.run, "build_optimizers", exploding)
     with pytest.raises(SystemExit) as exc:
         _main(tmp_path, "--epochs", "1")
     assert exc.value.code == 2

@@ -18,7 +18,7 @@ from runtime.distributed import DistInfo
 from runtime.system import derived_seed
 from training.build import generator_args
 from training.checkpoint import rank_rng_state, rng_state, set_rng_state
-from training.loop import RunSpec, build_run, checkpoint, restore
+from training.run import RunSpec, build_run, checkpoint, restore
 
 CPU = torch.device("cpu")
 

@@ -1,3 +1,4 @@
 """Fitting the networks: ``build`` (networks, placement, optimisers), ``steps`` (one function per update of
-Algorithm 1), ``losses``, ``loop`` (build_run, fit), ``checkpoint`` (crash-safe save and resume), ``data``
+Algorithm 1), ``losses``, ``run`` (a run's objects, checks, build_run, its checkpoints), ``loop`` (fit),
+``checkpoint`` (file format, crash-safe writes, RNG states), ``data``
 (the training DataLoader), ``stats`` (device statistics read back once per ``print_every``), ``runlog``."""

@@ -1,0 +1,287 @@
+"""One run's objects and files: what it is (``RunSpec``, ``TrainState``, ``Run``), the checks before any work,
+``build_run``, and the checkpoint a run is saved to and resumed from (``checkpoint``, ``restore``, ``save``).
+
+Checkpoints (``run_dir/last.pt`` every epoch and every ``checkpoint_every`` iterations, ``best.pt`` on a new
+best validation mean, ``epoch_<N>.pt`` after each of ``snapshot_epochs``) continue a run bit-exactly.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from config import Config
+from datasets import build_dataset
+from datasets.base import PoseDataset
+from inference.predict import InferenceSettings, inference_settings, make_eval_loader
+from inference.weights import load_checkpoint
+from runtime.device import autocast_dtype, precision_note
+from runtime.distributed import DistInfo, all_ranks_agree, failing_ranks, init_distributed
+from runtime.system import derived_seed, seed_everything, seed_generators, tune_malloc
+from training.build import (
+    build_nets,
+    build_optimizers,
+    build_schedulers,
+    place_nets,
+    raw_module,
+)
+from training.checkpoint import (
+    FORMAT_VERSION,
+    check_finite_weights,
+    check_resume_compatible,
+    gather_rng_states,
+    git_revision,
+    load_pretrained_generator,
+    rank_rng_state,
+    remove_stale_temp_files,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from training.data import make_train_loader
+from training.runlog import RunLog
+from training.steps import Nets, StepContext
+from utils.errors import UserInputError
+from utils.io import ensure_writable_dir
+
+
+@dataclass
+class RunSpec:
+    """Where a run reads and writes, and how it treats faults: everything a run needs besides the config."""
+
+    dataset: str
+    path: str | None
+    train_split: str
+    val_split: str
+    run_dir: str
+    device: str = "auto"
+    resume: str | None = None
+    overwrite: bool = False  # a fresh run into a non-empty run_dir moves the old files aside first
+    trust_checkpoint: bool = False  # allow full-pickle loads of old checkpoints (--trust_checkpoint)
+    max_train_samples: int | None = None
+    max_val_samples: int | None = None
+    skip_nonfinite: bool = False
+    skip_bad_images: bool = False
+    tensorboard: bool = False
+
+
+@dataclass
+class TrainState:
+    """Position in the run; saved in every checkpoint."""
+
+    epoch: int = 0  # epoch being trained
+    epoch_step: int = 0  # steps of ``epoch`` already done
+    iteration: int = 0  # steps done in the whole run
+    best_metric: float = -math.inf
+    sums: dict = field(default_factory=dict)  # partial epoch statistics (host floats)
+    summed_steps: int = 0  # steps that entered ``sums`` (skipped batches do not)
+    skipped_batches: int = 0
+    skipped_images: int = 0
+    seconds: float = 0.0  # training time of this epoch so far
+
+
+@dataclass
+class Run:
+    """Every object of one run, as ``build_run`` made them."""
+
+    cfg: Config
+    spec: RunSpec
+    dist: DistInfo
+    device: torch.device
+    train_set: PoseDataset
+    val_set: PoseDataset
+    nets: Nets
+    net_args: dict
+    optims: dict
+    schedulers: dict
+    ctx: StepContext
+    log: RunLog
+    state: TrainState
+    infer: InferenceSettings
+    train_loader: torch.utils.data.DataLoader = None
+    sampler: object = None
+    val_loader: torch.utils.data.DataLoader = None
+
+    def say(self, msg: str) -> None:
+        """Print a line from the main rank only (between progress-bar updates)."""
+        if self.dist.is_main:
+            tqdm.write(msg)
+
+    def last_good(self) -> str:
+        """Where the last complete checkpoint is, for error messages."""
+        path = os.path.join(self.spec.run_dir, "last.pt")
+        return f"last good checkpoint kept: {path}" if os.path.isfile(path) else \
+            f"no checkpoint saved yet in {self.spec.run_dir}"
+
+
+def check_run_dir(spec: RunSpec) -> bool:
+    """A fresh run never writes over another run's files: refuse a non-empty ``run_dir`` unless ``overwrite``.
+    Returns whether the old files must be moved aside; changes nothing."""
+    # rank 0's write check may hold a .write-test- file there for an instant: not a run's file
+    held = [n for n in os.listdir(spec.run_dir) if not n.startswith(".write-test-")] \
+        if os.path.isdir(spec.run_dir) else []
+    if not spec.resume and held:
+        if not spec.overwrite:
+            raise UserInputError(f"run directory {spec.run_dir} already holds a run: use --resume {spec.run_dir} "
+                                 f"to continue it, --overwrite to start again (the old files are moved aside), "
+                                 f"or another --modelName")
+        return True
+    return False
+
+
+def prepare_run_dir(spec: RunSpec, is_main: bool) -> None:
+    """``check_run_dir``, then with ``overwrite`` move the old files aside to ``<run_dir>.old-<timestamp>/``
+    (nothing is deleted), and check the folder is writable."""
+    if check_run_dir(spec):
+        if is_main:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            aside = f"{spec.run_dir.rstrip(os.sep)}.old-{stamp}"
+            os.rename(spec.run_dir, aside)
+            tqdm.write(f"moved the old run aside: {aside}")
+    if is_main:
+        ensure_writable_dir(spec.run_dir, "run directory (--save_root/--modelName)")
+
+
+def check_epoch_has_steps(train_size: int, batch_size: int, world_size: int, spec: RunSpec) -> None:
+    """Refuse a run whose epochs would have no step: each process drops its last partial batch, so it needs
+    at least ``batch_size`` of the (``--max_train_samples``-limited) train samples."""
+    size = train_size if spec.max_train_samples is None else min(spec.max_train_samples, train_size)
+    if size // world_size // batch_size == 0:
+        limited = f", --max_train_samples {spec.max_train_samples}" if size < train_size else ""
+        shared = f" shared by {world_size} processes" if world_size > 1 else ""
+        raise UserInputError(f"--batch_size: {batch_size} is larger than the train set ({size} samples of "
+                             f"{spec.dataset} '{spec.train_split}'{limited}{shared}): an epoch would have no step; "
+                             f"lower --batch_size or train on more samples")
+
+
+def check_readable_on_every_rank(files: dict[str, str], dist: DistInfo) -> None:
+    """Under DDP every rank reads --resume and --pretrained itself (no broadcast from rank 0): before any rank
+    loads one, all agree that each can read it, or all stop with one line naming the ranks that cannot."""
+    if not dist.distributed:
+        return  # one process: loading reports a missing file itself
+    for flag, path in files.items():
+        if os.path.isdir(path):
+            path = os.path.join(path, "last.pt")
+        bad = failing_ranks(os.path.isfile(path) and os.access(path, os.R_OK))
+        if bad:
+            raise UserInputError(f"{flag} {path}: cannot be read on {', '.join(bad)}; every rank reads it itself, "
+                                 f"so it must be on a filesystem that every node mounts at the same path")
+
+
+def build_run(cfg: Config, spec: RunSpec) -> Run:
+    """Data, networks (placed, wrapped), optimisers, schedulers, log and state; resumed when asked."""
+    tune_malloc()  # glibc: reuse freed activation buffers instead of fresh pages each step (CPU)
+    dist, device = init_distributed(spec.device)
+    check_readable_on_every_rank({"--resume": spec.resume} if spec.resume else
+                                 {"--pretrained": cfg.pretrained} if cfg.pretrained else {}, dist)
+    check_run_dir(spec)  # before reading data: the cheap refusal first; nothing is moved or written yet
+    seed_everything(cfg.seed + dist.rank, cfg.deterministic)
+    train_set = build_dataset(spec.dataset, spec.path, spec.train_split, cfg, train=True, flag="--train_split")
+    val_set = build_dataset(spec.dataset, spec.path, spec.val_split, cfg, train=False, flag="--val_split")
+    check_epoch_has_steps(len(train_set), cfg.batch_size, dist.world_size, spec)
+    nets, net_args = build_nets(cfg, train_set.spec.num_joints)
+    fresh = load_pretrained_generator(nets.generator, cfg.pretrained, spec.trust_checkpoint) \
+        if not spec.resume and cfg.pretrained else None
+    prepare_run_dir(spec, dist.is_main)  # every check passed: only now is anything moved or written
+    if fresh is not None and dist.is_main:
+        tqdm.write(f"initialised G from {cfg.pretrained}" + (f" ({len(fresh)} occlusion tensors fresh)"
+                                                             if fresh else ""))
+    nets = place_nets(nets, device, cfg.channels_last, cfg.compile, dist, cfg.sync_bn)
+    optims = build_optimizers(nets, cfg, device)
+    dtype = autocast_dtype(cfg.amp, device)
+    # fp16: one GradScaler per optimiser. G, P and C each take their own backward and scaler.step/update at a
+    # different point of Algorithm 1, and their losses (G's MSE, P's and C's BCE) differ in gradient size by
+    # orders of magnitude: one shared scale would be set by whichever overflows first (an inf in P's backward
+    # would halve the scale of G's next update too) and a shared update() per optimiser step would count one
+    # iteration several times. Each scaler finds its own scale, and a checkpoint stores each.
+    scalers = {k: torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) for k in optims}
+    ctx = StepContext(device, dtype, scalers, cfg.grad_clip, cfg.channels_last, spec.skip_nonfinite,
+                      agree=all_ranks_agree if dist.distributed else None)
+    run = Run(cfg, spec, dist, device, train_set, val_set, nets, net_args, optims, build_schedulers(optims, cfg),
+              ctx, RunLog(spec.run_dir, dist.is_main, spec.tensorboard), TrainState(),
+              inference_settings(cfg, val_set.spec, device, cfg.flip_test))
+    note = precision_note(dtype, device)
+    if note:
+        run.say(note)
+    if dist.is_main:
+        remove_stale_temp_files(spec.run_dir)  # left by a checkpoint write that was killed
+    if spec.resume:
+        restore(run, load_checkpoint(spec.resume, spec.trust_checkpoint), spec.resume)
+    run.train_loader, run.sampler = make_train_loader(train_set, cfg, dist, spec, pin_memory=device.type == "cuda")
+    run.val_loader = make_eval_loader(val_set, cfg.batch_size, cfg.workers, dist, spec.max_val_samples,
+                                      pin_memory=device.type == "cuda")
+    return run
+
+
+def checkpoint(run: Run, rng_ranks: list[dict] | None = None) -> dict:
+    """Self-describing state of the whole run: tensors and plain values only. ``rng_ranks``: every rank's
+    generator states (``gather_rng_states``); this process's alone when not given."""
+    spec = run.spec
+    return {
+        "format_version": FORMAT_VERSION, "method": run.cfg.method, "dataset": spec.dataset,
+        "data": {k: getattr(spec, k) for k in ("path", "train_split", "val_split", "max_train_samples",
+                                                "max_val_samples")},
+        "model_args": run.net_args["generator"], "net_args": run.net_args, "config": run.cfg.to_dict(),
+        **{k: raw_module(v).state_dict() for k, v in run.nets.named().items()},
+        "optimizers": {k: o.state_dict() for k, o in run.optims.items()},
+        "schedulers": {k: s.state_dict() for k, s in run.schedulers.items()},
+        "scalers": {k: s.state_dict() for k, s in run.ctx.scalers.items()},
+        "world_size": run.dist.world_size,
+        "rng": rng_ranks[0] if rng_ranks else rng_state(run.device), "rng_ranks": rng_ranks or [rng_state(run.device)],
+        "state": vars(run.state).copy(), "git": git_revision(),
+    }
+
+
+def restore(run: Run, ckpt: dict, path: str) -> None:
+    """Continue from ``ckpt``: weights, optimisers, schedulers, scalers, RNG, position; the log is cut back."""
+    check_resume_compatible(ckpt, run.cfg.method, run.spec.dataset, run.net_args, path)
+    for name, net in run.nets.named().items():
+        raw_module(net).load_state_dict(ckpt[name])
+    for k, o in run.optims.items():
+        o.load_state_dict(ckpt["optimizers"][k])
+    for k, s in run.schedulers.items():
+        s.load_state_dict(ckpt["schedulers"][k])
+    for k, s in run.ctx.scalers.items():
+        s.load_state_dict(ckpt.get("scalers", {}).get(k) or ckpt.get("scaler") or {})
+    rng = rank_rng_state(ckpt, run.dist.rank)
+    if rng is not None:
+        set_rng_state(rng, run.device)
+    else:  # a rank the checkpoint has no states for (more ranks than were saved): its own, not rank 0's
+        seed_generators(derived_seed(run.cfg.seed, run.dist.rank, ckpt["state"]["iteration"]))
+    run.state = TrainState(**ckpt["state"])
+    if run.state.epoch >= run.cfg.epochs:  # checked before the log is touched: a finished run stays as it was
+        raise UserInputError(f"--epochs: {path} has already trained {run.state.epoch} of epochs={run.cfg.epochs}; "
+                             f"pass --epochs N with N > {run.state.epoch} to train further")
+    _convert_epoch_position(run, ckpt.get("world_size", run.dist.world_size))
+    dropped = run.log.truncate_after(run.state.epoch)
+    if dropped:
+        run.say(f"note: dropped {dropped} from {run.log.path} (a write cut short by a crash or a full disk)")
+    run.say(f"resumed {path}: epoch {run.state.epoch}, step {run.state.epoch_step}, iteration {run.state.iteration}")
+
+
+def _convert_epoch_position(run: Run, saved_world: int) -> None:
+    """A mid-epoch checkpoint of ``saved_world`` processes resumed on another number: ``epoch_step`` counts
+    each rank's batches, so it is converted through the batches done by all ranks (the sampler deals the same
+    epoch permutation round-robin over the ranks). Rounded down: up to one global batch is seen again."""
+    st, world = run.state, run.dist.world_size
+    if saved_world == world or st.epoch_step == 0:
+        return
+    done = st.epoch_step * saved_world  # batches of this epoch, all ranks together
+    old, st.epoch_step = st.epoch_step, done // world
+    again = (done - st.epoch_step * world) * run.cfg.batch_size
+    run.say(f"note: checkpoint of {saved_world} process(es) resumed on {world}: epoch position {old} -> "
+            f"{st.epoch_step} steps per process ({again} images of this epoch are seen again)")
+
+
+def save(run: Run, name: str) -> None:
+    """Atomically write ``run_dir/name`` (main rank only) after checking the weights are finite."""
+    st = run.state
+    check_finite_weights(run.nets, f"after iteration {st.iteration} (epoch {st.epoch}); {run.last_good()}")
+    rng_ranks = gather_rng_states(run.device)  # a collective: every rank saves at the same iterations
+    if run.dist.is_main:
+        save_checkpoint(checkpoint(run, rng_ranks), os.path.join(run.spec.run_dir, name))
