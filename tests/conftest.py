@@ -56,3 +56,31 @@ def tiny_run_dir(tmp_path_factory):
     train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(root), "--modelName",
                            "run", "--max_train_samples", "8", "--max_val_samples", "4"])
     return root / "run"
+
+
+def adversarial_batch(n: int = 4, res: int = 64, out: int = 16, joints_count: int = 16) -> dict:
+    """A deterministic batch in the format of ``training.steps.to_device``: Gaussian targets at random joints
+    (input px), the first sample's first 3 joints unlabelled, ~30% of joints occluded, identity crop affine."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    joints = torch.rand(n, joints_count, 2, generator=g) * (res - 8) + 4  # input px
+    hm_xy = (joints + 0.5) * out / res - 0.5
+    ys, xs = torch.meshgrid(torch.arange(out, dtype=torch.float32), torch.arange(out, dtype=torch.float32),
+                            indexing="ij")
+    heatmaps = torch.exp(-((xs - hm_xy[..., 0, None, None]) ** 2 + (ys - hm_xy[..., 1, None, None]) ** 2) / 2)
+    annotated = torch.ones(n, joints_count)
+    annotated[0, :3] = 0
+    occluded = (torch.rand(n, joints_count, generator=g) < 0.3).float()
+    return {"image": torch.randn(n, 3, res, res, generator=g), "heatmaps": heatmaps,
+            "occlusion": heatmaps * occluded[..., None, None], "annotated": annotated, "joints": joints,
+            "affine": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64).expand(n, 2, 3).clone(),
+            "ref_length": torch.full((n,), 40.0, dtype=torch.float64)}
+
+
+def rmsprop_per_net(nets) -> dict:
+    """One plain RMSprop (lr 1e-3) per network present, keyed as the trainer keys its optimisers."""
+    import torch
+
+    return {k: torch.optim.RMSprop(getattr(nets, k).parameters(), lr=1e-3)
+            for k in ("generator", "pose_disc", "conf_disc") if getattr(nets, k) is not None}

@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from conftest import adversarial_batch, rmsprop_per_net
 
 import test as test_entry
 import train_adversarial
@@ -40,31 +41,9 @@ def _step(nets: Nets, opts: dict, b: dict, cfg) -> dict:
     return adversarial_step(nets, opts, b, _ctx(), error_loss_params(cfg), adv)
 
 
-def _batch(n: int = 4, res: int = 64, out: int = 16) -> dict:
-    """A deterministic batch in the format of ``training.steps.to_device``."""
-    g = torch.Generator().manual_seed(0)
-    joints = torch.rand(n, J, 2, generator=g) * (res - 8) + 4  # input px
-    hm_xy = (joints + 0.5) * out / res - 0.5
-    ys, xs = torch.meshgrid(torch.arange(out, dtype=torch.float32), torch.arange(out, dtype=torch.float32),
-                            indexing="ij")
-    heatmaps = torch.exp(-((xs - hm_xy[..., 0, None, None]) ** 2 + (ys - hm_xy[..., 1, None, None]) ** 2) / 2)
-    annotated = torch.ones(n, J)
-    annotated[0, :3] = 0
-    occluded = (torch.rand(n, J, generator=g) < 0.3).float()
-    return {"image": torch.randn(n, 3, res, res, generator=g), "heatmaps": heatmaps,
-            "occlusion": heatmaps * occluded[..., None, None], "annotated": annotated, "joints": joints,
-            "affine": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64).expand(n, 2, 3).clone(),
-            "ref_length": torch.full((n,), 40.0, dtype=torch.float64)}
-
-
 def _tiny_nets(cfg, seed: int = 0) -> Nets:
     torch.manual_seed(seed)
     return build_nets(cfg, J)[0]
-
-
-def _opts(nets: Nets) -> dict:
-    return {k: torch.optim.RMSprop(getattr(nets, k).parameters(), lr=1e-3)
-            for k in ("generator", "pose_disc", "conf_disc") if getattr(nets, k) is not None}
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -128,7 +107,7 @@ def test_masked_bce_ignores_unannotated_joints():
 
 def test_adversarial_targets_use_heatmap_px_and_drop_samples_without_reference():
     n, out, res = 3, 16, 64
-    b = _batch(n, res, out)
+    b = adversarial_batch(n, res, out)
     hm_gt = torch.full((n, J, 2), 8.0)  # ground truth at heatmap px (8, 8) for every joint
     b["joints"] = ((hm_gt + 0.5) * res / out - 0.5).float()  # -> input px 33.5
     b["heatmaps"] = torch.zeros(n, J, out, out)
@@ -153,7 +132,7 @@ def test_adversarial_targets_use_heatmap_px_and_drop_samples_without_reference()
 
 def _spy_step(nets: Nets, cfg, b: dict) -> dict:
     """Run one adversarial_step with hooks on each optimiser; returns what the hooks saw."""
-    opts = _opts(nets)
+    opts = rmsprop_per_net(nets)
     g, P, C = nets.generator, nets.pose_disc, nets.conf_disc
     seen: dict = {"g_before": _params(g), "disc_steps": 0}
 
@@ -183,7 +162,7 @@ def _spy_step(nets: Nets, cfg, b: dict) -> dict:
 def test_discriminator_steps_leave_g_alone_and_g_step_leaves_p_and_c_alone():
     cfg = load_config("tiny")
     nets = _tiny_nets(cfg)
-    seen = _spy_step(nets, cfg, _batch())
+    seen = _spy_step(nets, cfg, adversarial_batch())
     assert seen["disc_steps"] == 4  # P fake, P real, C fake, C real
     # P and C updates: G untouched, and no gradient from the discriminator losses leaked into G
     assert seen["g_at_disc_step_equal"] and seen["g_grad_none_at_disc_step"]
@@ -217,12 +196,12 @@ def test_each_loss_of_algorithm_1_gets_its_targets_and_mask(monkeypatch):
     monkeypatch.setattr(steps, "masked_bce", recording_bce)
     cfg = load_config("tiny")
     nets = _tiny_nets(cfg)
-    b = _batch()
+    b = adversarial_batch()
     b["ref_length"][1] = float("nan")
     with torch.no_grad():
         fake = nets.generator(b["image"])["pose"][-1]  # BN in train mode: the step's own forward sees the same
     p_fake, c_fake, p_mask = adversarial_targets(fake, b, cfg.delta, cfg.epsilon, cfg.input_res)
-    _step(nets, _opts(nets), b, cfg)
+    _step(nets, rmsprop_per_net(nets), b, cfg)
     assert len(calls) == 6
     (_, t0, m0), (_, t1, m1), (_, t2, m2), (_, t3, m3), (g4, t4, m4), (g5, t5, m5) = calls
     assert torch.equal(t0, p_fake) and torch.equal(m0, p_mask) and m0[1].eq(0).all()
@@ -237,7 +216,7 @@ def test_each_adversarial_term_alone_sends_gradient_into_g():
     """G's gradient at its update with alpha=beta=0 (MSE only) vs alpha=1 (+L_C) vs beta=1 (+L_P): each
     adversarial term on its own changes the gradient of the last stack's heads (and of the trunk)."""
     base = _tiny_nets(load_config("tiny"))
-    b = _batch()
+    b = adversarial_batch()
 
     def g_grads(alpha: float, beta: float) -> dict:
         cfg = load_config("tiny", {"alpha": alpha, "beta": beta})
@@ -263,7 +242,7 @@ def test_gradient_of_each_generator_term_reaches_g_only():
 
     cfg = load_config("tiny")
     nets = _tiny_nets(cfg)
-    b = _batch()
+    b = adversarial_batch()
     for m in (nets.pose_disc, nets.conf_disc):
         m.requires_grad_(False)
     for term in ("L_C_gen", "L_P_gen"):
@@ -329,7 +308,7 @@ def test_no_occlusion_removes_exactly_the_occlusion_modules():
     assert count_parameters(full.pose_disc) - count_parameters(single.pose_disc) == first_conv
     assert count_parameters(full.conf_disc) - count_parameters(single.conf_disc) == first_conv
     # and the adversarial step runs without occlusion maps
-    stats = _step(single, _opts(single), _batch(), cfg)
+    stats = _step(single, rmsprop_per_net(single), adversarial_batch(), cfg)
     assert all(torch.isfinite(v) for v in stats.values())
 
 

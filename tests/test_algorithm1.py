@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import adversarial_batch, rmsprop_per_net
 
 import train_adversarial
 import train_supervised
@@ -35,31 +36,9 @@ def _ctx() -> StepContext:
     return StepContext(torch.device("cpu"), None, scalers, 0.0, False)
 
 
-def _batch(n: int = 4, res: int = 64, out: int = 16) -> dict:
-    """A deterministic batch in the format of ``training.steps.to_device``: Gaussian targets at random joints."""
-    g = torch.Generator().manual_seed(0)
-    joints = torch.rand(n, J, 2, generator=g) * (res - 8) + 4  # input px
-    hm_xy = (joints + 0.5) * out / res - 0.5
-    ys, xs = torch.meshgrid(torch.arange(out, dtype=torch.float32), torch.arange(out, dtype=torch.float32),
-                            indexing="ij")
-    heatmaps = torch.exp(-((xs - hm_xy[..., 0, None, None]) ** 2 + (ys - hm_xy[..., 1, None, None]) ** 2) / 2)
-    annotated = torch.ones(n, J)
-    annotated[0, :3] = 0
-    occluded = (torch.rand(n, J, generator=g) < 0.3).float()
-    return {"image": torch.randn(n, 3, res, res, generator=g), "heatmaps": heatmaps,
-            "occlusion": heatmaps * occluded[..., None, None], "annotated": annotated, "joints": joints,
-            "affine": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64).expand(n, 2, 3).clone(),
-            "ref_length": torch.full((n,), 40.0, dtype=torch.float64)}
-
-
 def _nets(cfg, seed: int = 0) -> Nets:
     torch.manual_seed(seed)
     return build_nets(cfg, J)[0]
-
-
-def _opts(nets: Nets) -> dict:
-    return {k: torch.optim.RMSprop(getattr(nets, k).parameters(), lr=1e-3)
-            for k in ("generator", "pose_disc", "conf_disc") if getattr(nets, k) is not None}
 
 
 def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -86,9 +65,9 @@ def test_optimiser_steps_per_iteration(g_error_step):
     one update of Algorithm 1, which is one step on G's outputs (p_fake / c_fake) and one on the truth."""
     cfg = load_config("tiny", {"g_error_step": g_error_step})
     nets = _nets(cfg)
-    opts = _opts(nets)
+    opts = rmsprop_per_net(nets)
     calls = _counted_steps(opts)
-    adversarial_step(nets, opts, _batch(), _ctx(), error_loss_params(cfg), adversarial_params(cfg))
+    adversarial_step(nets, opts, adversarial_batch(), _ctx(), error_loss_params(cfg), adversarial_params(cfg))
     order = ["pose_disc", "pose_disc", "conf_disc", "conf_disc", "generator"]
     assert calls == (["generator"] if g_error_step else []) + order
     assert calls.count("generator") == (2 if g_error_step else 1)
@@ -100,14 +79,14 @@ def test_step_1_is_the_error_loss_alone_and_p_and_c_see_g_after_it(monkeypatch):
     import training.steps as steps
 
     cfg = load_config("tiny")
-    nets, b = _nets(cfg), _batch()
+    nets, b = _nets(cfg), adversarial_batch()
     start = _weights(nets.generator)
 
     reference = copy.deepcopy(nets.generator)
     error_loss(reference(b["image"]), b, error_loss_params(cfg)).backward()
     want_grads = {k: p.grad.clone() for k, p in reference.named_parameters()}
 
-    opts = _opts(nets)
+    opts = rmsprop_per_net(nets)
     seen: dict = {}
 
     def first_g_step(opt, _args, _kwargs):
@@ -179,7 +158,7 @@ def _leaf_outputs(nets: Nets, b: dict) -> dict:
 @pytest.mark.parametrize("adv_stacks", ["all", "last"])
 def test_adv_stacks_chooses_which_stack_outputs_the_adversarial_term_reaches(adv_stacks):
     cfg = load_config("tiny", {"adv_stacks": adv_stacks})
-    nets, b = _nets(cfg), _batch()
+    nets, b = _nets(cfg), adversarial_batch()
     for m in (nets.pose_disc, nets.conf_disc):
         m.requires_grad_(False)
     out = _leaf_outputs(nets, b)
@@ -198,7 +177,7 @@ def test_adv_stacks_all_averages_over_stacks_and_reaches_every_head_in_g():
     scale). In G, with the MSE removed, the adversarial term alone puts a gradient on every stack's heads, and
     "all" adds a direct one on the first stack's head beyond what "last" sends there through the merge convs."""
     cfg_all, cfg_last = load_config("tiny", {"adv_stacks": "all"}), load_config("tiny", {"adv_stacks": "last"})
-    nets, b = _nets(cfg_all), _batch()
+    nets, b = _nets(cfg_all), adversarial_batch()
     for m in (nets.pose_disc, nets.conf_disc):
         m.requires_grad_(False)
     out = _leaf_outputs(nets, b)
@@ -224,7 +203,7 @@ def test_adv_stacks_all_averages_over_stacks_and_reaches_every_head_in_g():
 
 def test_gradient_ratio_matches_a_direct_computation_and_leaves_the_update_alone():
     cfg = load_config("tiny", {"alpha": 0.3, "beta": 0.2})
-    nets, b = _nets(cfg), _batch()
+    nets, b = _nets(cfg), adversarial_batch()
     loss, adv = error_loss_params(cfg), adversarial_params(cfg)
 
     # direct: gradients of each part of Eq. 4 at the last stack's pose and occlusion outputs, by backward
@@ -248,7 +227,7 @@ def test_gradient_ratio_matches_a_direct_computation_and_leaves_the_update_alone
     results = {}
     for measure in (True, False):
         run = copy.deepcopy(nets)
-        opt = _opts(run)["generator"]
+        opt = rmsprop_per_net(run)["generator"]
         stats = generator_step(run, opt, b, run.generator(b["image"]), _ctx(), loss, adv, measure=measure)
         results[measure] = (stats, _weights(run.generator))
     stats, weights = results[True]
