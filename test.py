@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the evaluation and return the metrics record."""
     args = parse_args(argv)
     split = args.split or DEFAULT_VAL_SPLIT.get(args.dataset, "val")
-    outdir = ensure_writable_dir(args.output, "--output")
     if args.max_samples is not None and args.max_samples < 1:
         raise UserInputError(f"--max_samples: must be at least 1, got {args.max_samples}")
     submission = args.dataset == "mpii" and split == "test"
@@ -67,6 +66,18 @@ def main(argv: list[str] | None = None) -> dict:
         if not submission:
             raise UserInputError("--mpii_mat: only for --dataset mpii --split test (the submission file)")
         check_mat_path(args.mpii_mat, "--mpii_mat")
+    created = not os.path.exists(args.output)
+    outdir = ensure_writable_dir(args.output, "--output")  # early: a folder we cannot write fails before the work
+    try:
+        return evaluate_and_write(args, split, submission, outdir)
+    except UserInputError:
+        if created and not os.listdir(outdir):  # a check failed before anything was written: leave no trace
+            os.rmdir(outdir)
+        raise
+
+
+def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, outdir: str) -> dict:
+    """Score a predictions file or evaluate a checkpoint on ``split``; write the files into ``outdir``."""
     if args.predictions:
         dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
         preds = read_predictions(args.predictions, len(dataset), dataset.spec.num_joints)
