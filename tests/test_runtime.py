@@ -100,14 +100,23 @@ def test_single_process_sets_the_chosen_gpu_current(fake_gpus, flags, index):
     assert fake_gpus == [index]
 
 
+def _as_torchrun_rank(monkeypatch, rank: int, world_size: int, local_rank: int | None = None,
+                      fake_group: list | None = None) -> None:
+    """The environment torchrun gives a rank; with ``fake_group``, joining the process group only records the
+    backend there."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("WORLD_SIZE", str(world_size))
+    monkeypatch.setenv("RANK", str(rank))
+    if local_rank is not None:
+        monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    if fake_group is not None:
+        monkeypatch.setattr(rd.dist, "is_initialized", lambda: False)
+        monkeypatch.setattr(rd.dist, "init_process_group", lambda backend: fake_group.append(backend))
+
+
 def test_torchrun_rank_sets_its_local_gpu_and_never_gpu_0(fake_gpus, monkeypatch):
     groups = []
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setattr(rd.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(rd.dist, "init_process_group", lambda backend: groups.append(backend))
+    _as_torchrun_rank(monkeypatch, rank=1, world_size=2, local_rank=1, fake_group=groups)
     info, device = rd.init_distributed("cuda")
     assert (info.rank, info.world_size, info.local_rank, info.distributed) == (1, 2, 1, True)
     assert device == torch.device("cuda", 1) and fake_gpus == [1] and groups == ["nccl"]
@@ -115,11 +124,7 @@ def test_torchrun_rank_sets_its_local_gpu_and_never_gpu_0(fake_gpus, monkeypatch
 
 def test_torchrun_with_one_process_joins_a_group_of_one(fake_gpus, monkeypatch):
     groups = []
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setattr(rd.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(rd.dist, "init_process_group", lambda backend: groups.append(backend))
+    _as_torchrun_rank(monkeypatch, rank=0, world_size=1, fake_group=groups)
     info, device = rd.init_distributed("cpu")
     assert info.distributed and info.world_size == 1 and device == CPU and groups == ["gloo"] and fake_gpus == []
 
@@ -143,9 +148,7 @@ def test_test_and_predict_set_the_gpu_before_loading(fake_gpus, monkeypatch, tmp
 def test_a_torchrun_rank_that_cannot_read_resume_names_itself(tmp_path, capsys, monkeypatch):
     import train_supervised
 
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
-    monkeypatch.setenv("RANK", "3")
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    _as_torchrun_rank(monkeypatch, rank=3, world_size=4)
     with pytest.raises(SystemExit) as exc:
         train_supervised.main(["--resume", str(tmp_path / "missing"), "--device", "cpu"])
     assert exc.value.code == 2
