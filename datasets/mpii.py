@@ -10,23 +10,12 @@ import numpy as np
 from datasets.base import MAX_COORD, Annotations, PoseDataset, check_values, read_image
 from datasets.skeleton import MPII
 from utils.errors import UserInputError
+from utils.io import open_h5
 
 SPLITS = {"train": "train.h5", "valid": "valid.h5", "val": "valid.h5", "test": "test.h5"}
 
 
 LABEL_KEYS = ("part", "visible", "normalize")  # in train/valid files; test files have no joints
-
-
-def open_h5(path: str, what: str, flag: str = "") -> h5py.File:
-    """``path`` opened for reading; a missing or non-HDF5 file is one line naming ``flag`` and ``what`` it
-    should be."""
-    prefix = f"{flag}: " if flag else ""
-    if not os.path.isfile(path):
-        raise UserInputError(f"{prefix}file not found: {path} (expected {what})")
-    try:
-        return h5py.File(path, "r")
-    except OSError:
-        raise UserInputError(f"{prefix}cannot read {path} as HDF5") from None
 
 
 def _read(f: h5py.File, key: str, path: str, shape_tail: tuple[int, ...], numeric: bool = True) -> np.ndarray:
@@ -114,7 +103,7 @@ class MPIIDataset(PoseDataset):
 def read_official_ids(path: str) -> tuple[np.ndarray, np.ndarray]:
     """(index, person) of every row of an MPII h5 file, 0-based: the image's position in the official
     ``RELEASE.annolist`` and the person's in that image's ``annorect``, as ints (the files store float64)."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path, "an MPII annotation file annot/<split>.h5") as f:
         missing = [k for k in ("index", "person") if k not in f]
         if missing:
             raise UserInputError(f"{path}: missing dataset(s) {', '.join(missing)} (needed to place predictions in "

@@ -37,10 +37,9 @@ import h5py
 import numpy as np
 import scipy.io
 
-from datasets.mpii import open_h5
 from datasets.skeleton import MPII
 from utils.errors import UserInputError
-from utils.io import atomic_output
+from utils.io import atomic_output, open_h5
 
 NUM_JOINTS = MPII.num_joints
 PELVIS, THORAX = MPII.names.index("pelvis"), MPII.names.index("thorax")

@@ -11,7 +11,7 @@ import numpy as np
 from datasets.base import PoseDataset
 from inference.metrics import evaluate, format_table
 from utils.errors import UserInputError
-from utils.io import write_bytes, write_json
+from utils.io import open_h5, write_bytes, write_json
 
 
 def score_dataset(
@@ -29,19 +29,14 @@ def score_dataset(
 
 def read_predictions(path: str, num_samples: int, num_joints: int) -> np.ndarray:
     """Load dataset ``preds`` (N, J, 2) from an h5 file, checking it matches the split."""
-    if not os.path.isfile(path):
-        raise UserInputError(f"--predictions: file not found: {path}")
-    try:
-        with h5py.File(path, "r") as f:
-            data = f.get("preds")
-            if not isinstance(data, h5py.Dataset):
-                raise UserInputError(f"{path}: no dataset 'preds' (expected N x J x 2 original-image px)")
-            if data.dtype.kind not in "iuf":
-                raise UserInputError(f"{path}: 'preds' holds {data.dtype} values, expected numbers "
-                                     f"(N x J x 2 original-image px)")
-            preds = np.asarray(data[()], np.float64)
-    except OSError:
-        raise UserInputError(f"--predictions: cannot read {path} as HDF5") from None
+    with open_h5(path, "an h5 file with dataset 'preds'", "--predictions") as f:
+        data = f.get("preds")
+        if not isinstance(data, h5py.Dataset):
+            raise UserInputError(f"{path}: no dataset 'preds' (expected N x J x 2 original-image px)")
+        if data.dtype.kind not in "iuf":
+            raise UserInputError(f"{path}: 'preds' holds {data.dtype} values, expected numbers "
+                                 f"(N x J x 2 original-image px)")
+        preds = np.asarray(data[()], np.float64)
     if preds.shape != (num_samples, num_joints, 2):
         raise UserInputError(
             f"{path}: 'preds' has shape {preds.shape}, expected ({num_samples}, {num_joints}, 2) for this split"

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import cv2
+import h5py
 import numpy as np
 
 from utils.errors import UserInputError
@@ -215,3 +216,15 @@ def write_json(path: str, value: Any, indent: int = 2) -> str:
     """Write ``json_safe(value)`` to ``path`` as strict JSON, atomically; returns ``path``."""
     text = json.dumps(json_safe(value), indent=indent, allow_nan=False)
     return write_bytes(path, text.encode())
+
+
+def open_h5(path: str, what: str, flag: str = "") -> h5py.File:
+    """``path`` opened for reading; a missing or non-HDF5 file is one line naming ``flag`` and ``what`` it
+    should be."""
+    prefix = f"{flag}: " if flag else ""
+    if not os.path.isfile(path):
+        raise UserInputError(f"{prefix}file not found: {path} (expected {what})")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise UserInputError(f"{prefix}cannot read {path} as HDF5") from None
