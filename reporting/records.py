@@ -89,13 +89,16 @@ def _mean_spread(values: list[float]) -> str:
 
 
 def summary_table(records: list[dict]) -> str:
-    """Markdown table: per method, every joint group and Mean as mean ± std over seeds, then wall time."""
+    """Markdown table: per method, every joint group and Mean as mean ± std over seeds, then training time.
+
+    Training time is ``train_seconds`` (every logged epoch, so a run resumed across sessions counts whole; an
+    adversarial half counts its own epochs only), else ``wall_seconds`` for records that predate it."""
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_method[r["method"]].append(r)
     groups = list(records[0]["per_joint"])
     metric = records[0]["metric"]
-    head = f"| method ({metric}, %) | seeds | " + " | ".join(groups) + " | Mean | visible | occluded | wall min |"
+    head = f"| method ({metric}, %) | seeds | " + " | ".join(groups) + " | Mean | visible | occluded | train min |"
     lines = [head, "|" + "---|" * (len(groups) + 6)]
     for method, runs in by_method.items():
         cells = [_mean_spread([r["per_joint"][g] for r in runs]) for g in groups]
@@ -104,7 +107,7 @@ def summary_table(records: list[dict]) -> str:
         lines.append(
             f"| {method} | {', '.join(str(r['seed']) for r in runs)} | " + " | ".join(cells)
             + f" | **{_mean_spread([r['mean'] for r in runs])}** | {_mean_spread([v.get('visible') for v in vis])}"
-            + f" | {_mean_spread(occluded)} | {_mean_spread([r['wall_seconds'] / 60 for r in runs])} |"
+            + f" | {_mean_spread(occluded)} | {_mean_spread([r.get('train_seconds', r['wall_seconds']) / 60 for r in runs])} |"
         )
     return "\n".join(lines) + "\n"
 

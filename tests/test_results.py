@@ -11,7 +11,7 @@ def _fake_run(tmp_path, name, head, mean, occluded_count=0):
     run = tmp_path / "runs" / name
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"epochs": 4, "seed": 0}))
-    (run / "log.jsonl").write_text("".join(json.dumps({"kind": "epoch", "epoch": e, "val_mean": mean - 3 + e}) + "\n"
+    (run / "log.jsonl").write_text("".join(json.dumps({"kind": "epoch", "epoch": e, "val_mean": mean - 3 + e, "seconds": 600.0}) + "\n"
                                            for e in range(3)))
     metrics = {"metric": "PCK@0.2", "dataset": "lspet", "split": "val", "per_joint": {"Head": head, "Knee": 40.0},
                "mean": mean, "count": 10, "visibility": {"visible": mean, "visible_count": 10,
@@ -47,6 +47,8 @@ def test_summary_gives_mean_and_sample_std_over_seeds_per_method(tmp_path):
     assert sup.startswith("| supervised | 0, 1 | 52.00 ± 2.83 | 40.00 ± 0.00 | **45.00 ± 1.41** |")
     assert adv.startswith("| adversarial | 0 | 60.00 | 40.00 | **50.00** | 50.00 | 5.00 |")
     assert "| n/a |" in sup  # no occluded joints in these runs: no figure rather than a made-up one
+    # training time sums the logged epochs (3 x 600 s), not the 120 s wall of the last start of a resumed run
+    assert table[0].endswith("| train min |") and sup.endswith("| 30.00 ± 0.00 |")
     assert (tmp_path / "results" / "curves.png").stat().st_size > 0
     assert not (tmp_path / "results" / "grad_ratio.png").exists()  # no run logged a gradient ratio
 
