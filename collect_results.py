@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> str:
     rec.add_argument("--method", required=True, help="label, e.g. supervised or adversarial")
     rec.add_argument("--seed", type=int, required=True)
     rec.add_argument("--epochs", type=int, required=True, help="epochs G was trained in all")
-    rec.add_argument("--wall_seconds", type=float, required=True, help="wall time of training plus testing (of this start, for a resumed run)")
+    rec.add_argument("--wall_seconds", type=float, required=True,
+                     help="wall time of training plus testing (of this start, for a resumed run)")
     rec.add_argument("--info", action="append", default=[], metavar="KEY=VALUE", help="extra field to store")
     rec.add_argument("--output", required=True, help="record file to write (.json)")
     summ = sub.add_parser("summary", help="all records of a folder -> FOLDER/summary.md and FOLDER/curves.png")

@@ -104,10 +104,11 @@ def summary_table(records: list[dict]) -> str:
         cells = [_mean_spread([r["per_joint"][g] for r in runs]) for g in groups]
         vis = [(r.get("visibility") or {}) for r in runs]
         occluded = [v.get("occluded") if v.get("occluded_count") else None for v in vis]
+        minutes = [r.get("train_seconds", r["wall_seconds"]) / 60 for r in runs]
         lines.append(
             f"| {method} | {', '.join(str(r['seed']) for r in runs)} | " + " | ".join(cells)
             + f" | **{_mean_spread([r['mean'] for r in runs])}** | {_mean_spread([v.get('visible') for v in vis])}"
-            + f" | {_mean_spread(occluded)} | {_mean_spread([r.get('train_seconds', r['wall_seconds']) / 60 for r in runs])} |"
+            + f" | {_mean_spread(occluded)} | {_mean_spread(minutes)} |"
         )
     return "\n".join(lines) + "\n"
 

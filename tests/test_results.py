@@ -11,8 +11,8 @@ def _fake_run(tmp_path, name, head, mean, occluded_count=0):
     run = tmp_path / "runs" / name
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"epochs": 4, "seed": 0}))
-    (run / "log.jsonl").write_text("".join(json.dumps({"kind": "epoch", "epoch": e, "val_mean": mean - 3 + e, "seconds": 600.0}) + "\n"
-                                           for e in range(3)))
+    epochs = [{"kind": "epoch", "epoch": e, "val_mean": mean - 3 + e, "seconds": 600.0} for e in range(3)]
+    (run / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     metrics = {"metric": "PCK@0.2", "dataset": "lspet", "split": "val", "per_joint": {"Head": head, "Knee": 40.0},
                "mean": mean, "count": 10, "visibility": {"visible": mean, "visible_count": 10,
                                                           "occluded": 5.0, "occluded_count": occluded_count}}
