@@ -5,10 +5,10 @@
     python collect_results.py summary results/lspet-mini   # prints it; writes summary.md and curves.png there
                                                            # (and grad_ratio.png when runs logged adv_grad_ratio)
 
-The summary has three tables: per method, each joint group's score as mean ± std over seeds; each other
+The summary has these tables: per method, each joint group's score as mean ± std over seeds; each other
 method minus --baseline, paired by seed and by val image, with a 95% bootstrap interval over val images
-(records need test.py's per-image hits); and, for adversarial runs, the logged gradient ratio
-adv_grad_ratio with the settings that set it (mse_scale, alpha, beta, adv_stacks).
+(records need test.py's per-image hits; one such table per --baseline given); and, for adversarial runs,
+the logged gradient ratio adv_grad_ratio with the settings that set it (mse_scale, alpha, beta, adv_stacks).
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> str:
     rec.add_argument("--output", required=True, help="record file to write (.json)")
     summ = sub.add_parser("summary", help="all records of a folder -> FOLDER/summary.md and FOLDER/curves.png")
     summ.add_argument("folder")
-    summ.add_argument("--baseline", default="supervised", help="method the others are paired against")
+    summ.add_argument("--baseline", action="append", metavar="METHOD",
+                      help="method the others are paired against (default supervised); repeat for one more "
+                           "table per baseline, e.g. --baseline supervised --baseline adversarial for a sweep "
+                           "against its default setting")
     summ.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of the val images")
     args = p.parse_args(argv)
 
@@ -58,8 +61,9 @@ def main(argv: list[str] | None = None) -> str:
     if args.bootstrap < 100:
         raise UserInputError(f"--bootstrap: need at least 100 resamples for a 95% interval, got {args.bootstrap}")
     records = load_records(args.folder)
-    table = "\n".join(t for t in (summary_table(records), paired_table(records, args.baseline, args.bootstrap),
-                                   grad_ratio_table(records)) if t)
+    baselines = args.baseline or ["supervised"]
+    paired = [paired_table(records, b, args.bootstrap, skip=tuple(baselines[:i])) for i, b in enumerate(baselines)]
+    table = "\n".join(t for t in (summary_table(records), *paired, grad_ratio_table(records)) if t)
     path = os.path.join(args.folder, "summary.md")
     write_bytes(path, table.encode())
     print(table, end="")

@@ -150,19 +150,20 @@ def paired_difference(runs: list[dict], baseline: list[dict], n_boot: int = 1000
             "difference": float(per_seed.mean()), "low": float(low), "high": float(high), "n_boot": n_boot}
 
 
-def paired_table(records: list[dict], baseline: str, n_boot: int = 10000) -> str:
+def paired_table(records: list[dict], baseline: str, n_boot: int = 10000, skip: tuple[str, ...] = ()) -> str:
     """Markdown table: every other method minus ``baseline`` (``paired_difference``), over their shared seeds;
-    methods whose records lack per-image hits say so. "" without ``baseline`` records or other methods."""
+    methods whose records lack per-image hits say so, methods in ``skip`` are left out (a second baseline's
+    table need not repeat the first one's row negated). "" without ``baseline`` records or other methods."""
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_method[r["method"]].append(r)
-    if baseline not in by_method or len(by_method) < 2:
+    others = [m for m in by_method if m != baseline and m not in skip]
+    if baseline not in by_method or not others:
         return ""
     lines = [f"| method − {baseline} (Mean, points) | seeds | per seed | difference | 95% CI over val images |",
              "|---|---|---|---|---|"]
-    for method, runs in by_method.items():
-        if method == baseline:
-            continue
+    for method in others:
+        runs = by_method[method]
         if not all(r.get("per_sample") for r in runs + by_method[baseline]):
             lines.append(f"| {method} | | | n/a | records without per-image hits |")
             continue

@@ -127,4 +127,4 @@ if [ -n "$SWEEP" ]; then
     adversarial "${setting%%:*}-s$SWEEP_SEED" "${setting%%:*}" "$SWEEP_SEED" "${sets[@]}"
   done
 fi
-"$PYTHON" collect_results.py summary "$RESULTS"
+"$PYTHON" collect_results.py summary "$RESULTS" --baseline supervised --baseline adversarial

@@ -142,6 +142,21 @@ def test_paired_difference_refuses_records_of_other_images():
         paired_difference(a, [_synthetic_record("supervised", 1, [1, 2], [2, 2])])
 
 
+def test_a_second_baseline_pairs_the_sweep_against_the_default_setting_without_repeating_rows():
+    from reporting.records import paired_table
+
+    counted = [2, 2, 2, 2]
+    records = [_synthetic_record("supervised", 0, [1, 1, 1, 1], counted),
+               _synthetic_record("adversarial", 0, [2, 1, 1, 1], counted),  # +12.5 on supervised
+               _synthetic_record("sweep-paper", 0, [2, 2, 1, 1], counted)]  # +25 on supervised, +12.5 on adv.
+    first = paired_table(records, "supervised", 200)
+    second = paired_table(records, "adversarial", 200, skip=("supervised",))
+    assert "| adversarial | 0 | +12.50 |" in first and "| sweep-paper | 0 | +25.00 |" in first
+    assert "method − adversarial" in second and "| sweep-paper | 0 | +12.50 |" in second
+    assert "| supervised |" not in second  # the first table's row, negated: left out
+    assert paired_table(records[:2], "adversarial", 200, skip=("supervised",)) == ""  # nothing left to pair
+
+
 def test_summary_pairs_methods_by_image_and_lists_the_gradient_ratio(tmp_path):
     hits = {"sup": [2, 1, 0, 2], "adv": [2, 2, 0, 2]}  # adversarial: one more joint of 8 on image 1: +12.5
     for name, method in (("sup", "supervised"), ("adv", "adversarial")):
