@@ -493,8 +493,11 @@ def test_resume_drops_a_partial_last_log_line_and_says_so(runs, capsys):
 def test_ctrl_c_ends_with_one_line_naming_the_last_checkpoint(tmp_path):
     cmd = [sys.executable, "train_supervised.py", *train_args(tmp_path / "runs", "--epochs", "1000")]
     last = tmp_path / "runs" / "run" / "last.pt"
+    # a suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would the
+    # trainer: give it the default disposition, so that Python installs its Ctrl-C handler as in a terminal
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 90
         while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
