@@ -40,7 +40,7 @@ class ErrorLoss:
     """How G's heatmap error (Eq. 1) is weighted and scaled."""
 
     fg_weight: float = 0.0  # squared errors weighted by 1 + fg_weight * target (0 = the paper's plain MSE)
-    scale: str = "paper"  # "paper" | "pixel_mean" (config.default_config: mse_scale)
+    scale: str = "pixel_mean"  # as heatmap_mse; training passes config mse_scale (default "paper", Eq. 1 as written)
 
 
 @dataclass(frozen=True)
