@@ -6,8 +6,6 @@ lspet-mini train/val, 450 steps each, in the README's Results section):
   all-zero prediction early (val PCK@0.2 after 450 steps: 8.8% plain, 17.6% with fg weight 10).
 - milder augmentation (rotation +-15 deg, scale 0.9-1.1): 20.8% instead of 17.6% after 450 steps.
 - Adam at 1e-3 instead of RMSprop at 2.5e-4: a faster start.
-- bf16 autocast on CPU too: about 1.6x the fp32 step rate on CPUs with AMX or AVX512-BF16 (this
-  project's machine); on a CPU without native bf16 it is slower, so pass --amp off there.
 """
 
 OVERRIDES = {
@@ -26,6 +24,5 @@ OVERRIDES = {
     "epochs": 36,
     "lr_milestones": (28,),
     "batch_size": 16,
-    "amp": "bf16",
     "print_every": 20,
 }

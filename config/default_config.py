@@ -93,7 +93,9 @@ CONFIG = {
     "grad_clip": 0.0,  # max global grad norm; 0 disables
     # --- runtime -------------------------------------------------------------------------
     "workers": 2,  # DataLoader worker processes
-    "amp": "auto",  # auto (CUDA: bf16 from compute capability 8.0, fp16 below; CPU: off) | bf16 | fp16 | off
+    # auto | bf16 | fp16 | off. auto: CUDA bf16 from compute capability 8.0, fp16 below; CPU bf16 only where it
+    # runs natively (AMX or AVX512-BF16), fp32 elsewhere (runtime/device.py: choose_precision)
+    "amp": "auto",
     "channels_last": True,  # NHWC activations (faster convolutions on CPU and tensor cores)
     "compile": False,  # torch.compile the models
     "flip_test": True,  # average predictions with those of the mirrored image at test time

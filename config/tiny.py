@@ -12,6 +12,7 @@ OVERRIDES = {
     "epochs": 1,
     "batch_size": 4,
     "workers": 0,
+    "amp": "off",  # fp32 on every CPU: the tests that use this preset then compute alike everywhere
     "synthetic_train_size": 16,
     "synthetic_val_size": 8,
     "synthetic_canvas": 96,

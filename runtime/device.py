@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -44,8 +45,15 @@ def use_device(device: torch.device) -> torch.device:
     return torch.device("cuda", index)
 
 
+def cpu_capability() -> str:
+    """The vector instruction set ATen's CPU kernels use here: ``DEFAULT``, ``AVX2``, ``AVX512`` (on x86), as
+    ``torch.backends.cpu.get_cpu_capability()`` reports it (``ATEN_CPU_CAPABILITY`` can lower it)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    """True when oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower.
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` makes it False, as on a CPU without those instructions."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     try:
         return bool(check()) if check is not None else False
@@ -59,18 +67,39 @@ def cuda_has_native_bf16(device: torch.device) -> bool:
     return major >= 8
 
 
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Precision of the forward pass. ``auto``: bf16 on CUDA devices with native bf16 (compute capability
-    >= 8.0), fp16 below (V100, T4; the trainer then scales each optimiser's loss with its own GradScaler),
-    full fp32 on CPU (bf16 there only when asked: it is fast only on CPUs with AMX/AVX512-BF16)."""
-    if amp == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
+@dataclass(frozen=True)
+class Precision:
+    """The forward pass's precision and why it was chosen (for the first log line and the benchmark)."""
+
+    dtype: torch.dtype | None  # autocast dtype; None = full fp32
+    reason: str
+
+
+def choose_precision(amp: str, device: torch.device, native_bf16: Callable[[], bool] | None = None) -> Precision:
+    """Resolve the ``amp`` setting for ``device``. ``auto``: on CUDA bf16 from compute capability 8.0, fp16
+    below (V100, T4; the trainer then scales each optimiser's loss with its own GradScaler); on CPU bf16 only
+    where ``native_bf16()`` says the CPU runs it natively (AMX or AVX512-BF16: about 1.5x fp32 there), fp32
+    elsewhere (emulated bf16 is about 8x slower than fp32 on an AVX2 CPU). An explicit bf16/fp16/off is
+    kept as asked (``precision_note`` warns where it is slow). ``native_bf16`` defaults to
+    ``cpu_has_native_bf16``."""
     choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
-    if amp not in choices:
-        raise UserInputError(f"amp={amp!r}: expected auto, bf16, fp16 or off")
-    return choices[amp]
+    if amp != "auto":
+        if amp not in choices:
+            raise UserInputError(f"amp={amp!r}: expected auto, bf16, fp16 or off")
+        return Precision(choices[amp], f"amp={amp} as set")
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if major >= 8:
+            return Precision(torch.bfloat16, f"amp=auto: GPU compute capability {major}.{minor} has bf16 units")
+        return Precision(torch.float16, f"amp=auto: GPU compute capability {major}.{minor} has no bf16 units")
+    if device.type == "cpu" and (native_bf16 or cpu_has_native_bf16)():
+        return Precision(torch.bfloat16, f"amp=auto: this CPU ({cpu_capability()}) runs bf16 natively")
+    return Precision(None, f"amp=auto: this CPU ({cpu_capability()}) has no native bf16 (AVX512-BF16/AMX)")
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``choose_precision`` picks for ``amp`` on ``device`` (None = fp32)."""
+    return choose_precision(amp, device).dtype
 
 
 def precision_name(dtype: torch.dtype | None, device: torch.device, training: bool = False) -> str:

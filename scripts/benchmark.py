@@ -11,9 +11,11 @@ Figures (images/s unless noted):
       also with the decoded-image cache (cache_images=True) and through a real 1-worker DataLoader.
   train_images_per_s  the real steps of training/steps.py on synthetic random batches (warm-up, then timed
       windows; best window), "plain" (true fp32: TF32 off for cuBLAS and cuDNN; NCHW, no compile, PyTorch's
-      default optimiser kernels) and "optimized" (channels_last, the config's autocast - bf16 on CUDA from
-      compute capability 8.0, fp16 below -, torch.compile on CUDA, foreach/fused optimisers), measured in
-      the same run.
+      default optimiser kernels) and "optimized" (the fastest correct path for this machine: the config's
+      channels_last, the precision ``amp`` resolves to here - on CUDA bf16 from compute capability 8.0, fp16
+      below; on CPU bf16 only where the CPU runs it natively, else fp32 -, torch.compile on CUDA,
+      foreach/fused optimisers), measured in the same run. The record names the CPU capability and each
+      variant's precision with the reason.
   inference_images_per_s  G's forward (last-stack heatmaps, no flip) for a batch and for a single image;
       on CUDA each batch size gets its own freshly compiled G.
   tflops_achieved / peak_fraction  FLOPs of one step (torch.utils.flop_counter) x optimized steps/s; the
@@ -42,7 +44,15 @@ from config import load_config, parse_overrides, preset_name  # noqa: E402
 from datasets import build_dataset  # noqa: E402
 from datasets.sampler import EpochSampler  # noqa: E402
 from inference.predict import predict_heatmaps  # noqa: E402
-from runtime.device import autocast_dtype, place_images, resolve_device, strict_fp32, use_device  # noqa: E402
+from runtime.device import (  # noqa: E402
+    choose_precision,
+    cpu_capability,
+    place_images,
+    precision_name,
+    resolve_device,
+    strict_fp32,
+    use_device,
+)
 from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init  # noqa: E402
 from training.build import (  # noqa: E402
     adversarial_params,
@@ -189,9 +199,9 @@ def synthetic_batch(batch: int, cfg, device: torch.device) -> dict:
 class Setup:
     """Networks, optimisers and step context of one (method, mode), built by the trainer's own functions.
 
-    "optimized" is exactly the trainer's set-up (channels_last, the config's autocast, fused/foreach
-    optimisers) plus torch.compile on CUDA; "plain" is fp32, NCHW, no compile, PyTorch's default optimiser
-    kernels."""
+    "optimized" is exactly the trainer's set-up (the config's channels_last and resolved precision,
+    fused/foreach optimisers) plus torch.compile on CUDA; "plain" is fp32, NCHW, no compile, PyTorch's
+    default optimiser kernels."""
 
     def __init__(self, cfg, method: str, mode: str, device: torch.device, compile_on_cuda: bool):
         optimized = mode == "optimized"
@@ -201,7 +211,8 @@ class Setup:
         self.compiled = optimized and compile_on_cuda and device.type == "cuda"
         if self.compiled:  # a fresh compile cache: no graph or recompile budget left over from another set-up
             torch._dynamo.reset()
-        place_nets(self.nets, device, channels_last=optimized, compile_=self.compiled)
+        channels_last = optimized and cfg.channels_last
+        place_nets(self.nets, device, channels_last=channels_last, compile_=self.compiled)
         if optimized:
             self.opts = build_optimizers(self.nets, cfg, device)
         else:  # PyTorch's default kernels for the same optimisers and hyper-parameters
@@ -210,9 +221,9 @@ class Setup:
             for name in ("pose_disc", "conf_disc"):
                 if getattr(self.nets, name) is not None:
                     self.opts[name] = _default_optimizer("RMSprop", getattr(self.nets, name), cfg.disc_lr, 0.0, 0.0)
-        dtype = autocast_dtype(cfg.amp, device) if optimized else None
+        dtype = choose_precision(cfg.amp, device).dtype if optimized else None
         scalers = {k: torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) for k in self.opts}
-        self.ctx = StepContext(device, dtype, scalers, cfg.grad_clip, optimized)
+        self.ctx = StepContext(device, dtype, scalers, cfg.grad_clip, channels_last)
         self.loss, self.adv = error_loss_params(cfg), adversarial_params(cfg)
 
     def step(self, batch: dict) -> dict:
@@ -263,7 +274,7 @@ def measure_models(cfg, batch_size: int, device: torch.device, args: argparse.Na
             with precision_of(mode):
                 setup = Setup(cfg, "supervised", mode, device, not args.no_compile)
                 g = setup.nets.generator.eval()
-                images = place_images(batch["image"][:n], device, mode == "optimized")
+                images = place_images(batch["image"][:n], device, setup.ctx.channels_last)
 
                 def forward(g=g, images=images, dtype=setup.ctx.dtype):
                     with torch.no_grad():
@@ -319,6 +330,8 @@ def print_table(r: dict) -> None:
     print(f"\n{r['device']} ({r['device_name']}), torch {r['torch']}, config {r['config']}, "
           f"batch {r['batch_size']}, input {r['input_res']}, {r['threads']} threads, "
           f"malloc tuned: {r['malloc_tuned']}, load average {r['load_average_at_start']} at start")
+    print(f"CPU capability {r['cpu_capability']}; optimized: {r['precision']['optimized']} ({r['precision_reason']}), "
+          f"{'channels_last' if r['channels_last'] else 'NCHW'}; plain: fp32, NCHW")
     rows = []
     if "pipeline_images_per_s_per_worker" in r:
         res = r["pipeline_res"]
@@ -367,6 +380,7 @@ def main(argv: list[str] | None = None) -> dict:
               "iters": args.iters if args.iters is not None else (2 if args.quick else 10),
               "repeats": args.repeats if args.repeats is not None else (1 if args.quick else 3)}
     samples = args.pipeline_samples or (150 if args.quick else 600)
+    precision = choose_precision(cfg.amp, device)
 
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -374,7 +388,10 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
         "config": "config." + preset_name(args.config), "overrides": args.set, "batch_size": batch_size,
         "input_res": cfg.input_res, "num_stacks": cfg.num_stacks, "channels": cfg.channels,
-        "optimized_dtype": str(autocast_dtype(cfg.amp, device) or torch.float32).removeprefix("torch."),
+        "cpu_capability": cpu_capability(),
+        "optimized_dtype": str(precision.dtype or torch.float32).removeprefix("torch."),
+        "precision": {"plain": "fp32", "optimized": precision_name(precision.dtype, device)},
+        "precision_reason": precision.reason, "channels_last": cfg.channels_last,
         "compile": device.type == "cuda" and not args.no_compile,
         "malloc_tuned": tuned, "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
         "timing": {**timing, "statistic": "best window"}, "quick": args.quick,
@@ -384,7 +401,7 @@ def main(argv: list[str] | None = None) -> dict:
         record["pipeline_res"] = args.pipeline_res
         record.update(measure_pipeline(args, samples))
     record.update(measure_models(cfg, batch_size, device, args, timing))
-    peak = peak_tflops(args, device, autocast_dtype(cfg.amp, device))
+    peak = peak_tflops(args, device, precision.dtype)
     record["peak_tflops"] = peak
     record["flops_per_image"] = {m: f / batch_size for m, f in record["flops_per_step"].items()}
     record["tflops_achieved"] = {m: record["flops_per_image"][m] * record["train_images_per_s"][m]["optimized"] / 1e12

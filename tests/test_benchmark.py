@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,8 +37,25 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
         assert set(r["train_images_per_s"][method]) == {"plain", "optimized"}
     assert set(r["inference_images_per_s"]) == {"batch", "single"}
     assert r["pipeline_res"] == 256 and r["config"] == "config.tiny" and r["device"] == "cpu"
-    assert r["torch"] and r["device_name"] and r["optimized_dtype"] == "float32"  # CPU: fp32 unless asked
-    assert "train supervised" in proc.stdout  # the table
+    assert r["torch"] and r["device_name"] and r["optimized_dtype"] == "float32"  # config.tiny pins amp=off
+    # the record names this CPU's capability and each variant's precision with the reason
+    assert r["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert r["precision"] == {"plain": "fp32", "optimized": "fp32"} and r["precision_reason"] == "amp=off as set"
+    assert "train supervised" in proc.stdout and f"CPU capability {r['cpu_capability']}" in proc.stdout  # the table
+
+
+def test_optimized_cpu_precision_follows_the_machine(monkeypatch):
+    """"optimized" is the trainer's own choice: bf16 only on a CPU that runs it natively, else fp32."""
+    import runtime.device as rt
+    from config import load_config
+
+    benchmark = _benchmark_module()
+    cfg = load_config("tiny", {"amp": "auto"})
+    for native, dtype in ((False, None), (True, torch.bfloat16)):
+        monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda native=native: native)
+        setup = benchmark.Setup(cfg, "supervised", "optimized", torch.device("cpu"), compile_on_cuda=False)
+        assert setup.ctx.dtype == dtype and setup.ctx.channels_last
+        assert benchmark.Setup(cfg, "supervised", "plain", torch.device("cpu"), False).ctx.dtype is None
 
 
 def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):

@@ -35,11 +35,42 @@ def test_amp_auto_picks_bf16_from_compute_capability_8_and_fp16_below(monkeypatc
     assert rt.autocast_dtype("auto", gpu) == expected
     assert seen == [gpu]  # the capability of the training device, not of GPU 0
     assert rt.autocast_dtype("off", gpu) is None and rt.autocast_dtype("bf16", gpu) == torch.bfloat16
-    assert rt.autocast_dtype("auto", CPU) is None
     name = rt.precision_name(expected, gpu, training=True)
     assert name == ("fp16 autocast + GradScaler per optimiser" if expected == torch.float16 else "bf16 autocast")
     # asked-for bf16 on a card without bf16 units is emulated: the run says so
     assert ("no native bf16" in (rt.precision_note(torch.bfloat16, gpu) or "")) == (capability[0] < 8)
+
+
+@pytest.mark.parametrize(("native", "amp", "expected"), [(False, "auto", None), (True, "auto", torch.bfloat16),
+                                                         (False, "bf16", torch.bfloat16), (True, "off", None),
+                                                         (False, "fp16", torch.float16)])
+def test_amp_on_cpu_is_bf16_only_where_the_cpu_runs_it_natively(native, amp, expected):
+    precision = rt.choose_precision(amp, CPU, native_bf16=lambda: native)
+    assert precision.dtype == expected
+    if amp == "auto":  # the reason names the decision and this CPU's capability
+        assert rt.cpu_capability() in precision.reason
+        assert ("runs bf16 natively" if native else "has no native bf16") in precision.reason
+    else:
+        assert precision.reason == f"amp={amp} as set"
+
+
+@pytest.mark.parametrize(("native", "amp", "header", "warned"), [
+    (False, "auto", "fp32 (amp=auto: this CPU ({cap}) has no native bf16 (AVX512-BF16/AMX))", False),
+    (True, "auto", "bf16 autocast (amp=auto: this CPU ({cap}) runs bf16 natively)", False),
+    (False, "bf16", "bf16 autocast (amp=bf16 as set)", True)])
+def test_first_log_line_names_the_precision_the_cpu_and_why(monkeypatch, tmp_path, capsys, native, amp, header,
+                                                            warned):
+    import train_supervised
+
+    monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda: native)
+    train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path),
+                           "--max_train_samples", "4", "--max_val_samples", "2", "--set", f"amp={amp}"])
+    out = capsys.readouterr().out.splitlines()
+    first = next(line for line in out if line.startswith("supervised |"))
+    assert f"| device cpu | {header.format(cap=rt.cpu_capability())} |" in first
+    # an explicit bf16 on a CPU without it still trains, with the warning
+    assert any("no native bf16" in line and "--amp off" in line for line in out) == warned
+    assert any(line.startswith("done:") for line in out)
 
 
 def test_precision_names_for_logs(monkeypatch):
@@ -63,7 +94,7 @@ def test_training_test_and_predict_name_the_precision(tmp_path, capsys):
     train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path),
                            "--max_train_samples", "4", "--max_val_samples", "2", "--set", "amp=bf16"])
     header = [line for line in capsys.readouterr().out.splitlines() if line.startswith("supervised |")]
-    assert len(header) == 1 and "| device cpu | bf16 autocast |" in header[0]
+    assert len(header) == 1 and "| device cpu | bf16 autocast (amp=bf16 as set) |" in header[0]
     ckpt = str(tmp_path / "run" / "last.pt")
     test_entry.main(["--checkpoint", ckpt, "--output", str(tmp_path / "t"), "--max_samples", "2", "--workers", "0",
                      "--amp", "off", "--num_pictures", "0"])

@@ -17,7 +17,7 @@ from config import Config
 from inference.predict import validate
 from models import count_parameters
 from reporting.plots import plot_training_curves
-from runtime.device import precision_name
+from runtime.device import choose_precision, precision_name
 from runtime.distributed import cleanup_distributed
 from training.build import adversarial_params, error_loss_params, raw_module
 from training.checkpoint import NonFiniteError
@@ -105,8 +105,9 @@ def fit(run: Run) -> dict | None:
     final validation result. Ctrl-C ends with one line naming the last checkpoint."""
     cfg, st = run.cfg, run.state
     ranks = f" | {run.dist.world_size} process(es), {torch.distributed.get_backend()}" if run.dist.distributed else ""
+    why = choose_precision(cfg.amp, run.device).reason
     run.say(f"{cfg.method} | {run.spec.dataset} | G {count_parameters(run.nets.generator):,} params | "
-            f"device {run.device} | {precision_name(run.ctx.dtype, run.device, training=True)}{ranks} | "
+            f"device {run.device} | {precision_name(run.ctx.dtype, run.device, training=True)} ({why}){ranks} | "
             f"{len(run.train_set)} train / {len(run.val_set)} val images")
     val = None
     try:

@@ -6,6 +6,12 @@ import torch
 import torch.nn.functional as F
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Autocast's bf16/fp16 outputs in fp32, where losses and the discriminators' inputs are computed; fp32
+    and fp64 tensors unchanged (the regression tests run whole steps in fp64)."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def heatmap_mse(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor, fg_weight: float = 0.0,
                 scale: str = "pixel_mean") -> torch.Tensor:
     """Squared heatmap error summed over stacks (intermediate supervision), over labelled joints only.
@@ -22,7 +28,7 @@ def heatmap_mse(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Ten
     m = mask[:, :, None, None].to(target.dtype)
     if fg_weight:
         m = m * (1.0 + fg_weight * target)
-    total = sum(((p.float() - target) ** 2 * m).sum() for p in preds)
+    total = sum(((at_least_fp32(p) - target) ** 2 * m).sum() for p in preds)
     if scale == "paper":
         return total / (2.0 * target.shape[0] * len(preds))
     return total / (mask.sum() * target.shape[-1] * target.shape[-2]).clamp_min(1.0)
@@ -45,14 +51,15 @@ def pose_fake_targets(
 
 def confidence_fake_targets(pred_hm: torch.Tensor, gt_hm: torch.Tensor, epsilon: float) -> torch.Tensor:
     """c_fake: 1 where ||y_i - y_hat_i||_2 over joint i's heatmap is below ``epsilon``. (B, J, H, W) -> (B, J)."""
-    return (torch.linalg.vector_norm((pred_hm.float() - gt_hm).flatten(2), dim=-1) < epsilon).float()
+    return (torch.linalg.vector_norm((at_least_fp32(pred_hm) - gt_hm).flatten(2), dim=-1) < epsilon).float()
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor | float, mask: torch.Tensor) -> torch.Tensor:
     """Per-joint binary cross-entropy on logits, averaged over joints where ``mask`` is 1. (B, J)."""
+    logits = at_least_fp32(logits)
     if torch.is_tensor(targets):
-        t = targets.to(logits.device, torch.float32).expand_as(logits)
+        t = targets.to(logits.device, logits.dtype).expand_as(logits)
     else:  # filled on the device: a Python float copied from the host would be a CUDA sync
-        t = torch.full_like(logits, targets, dtype=torch.float32)
-    loss = F.binary_cross_entropy_with_logits(logits.float(), t, reduction="none")
+        t = torch.full_like(logits, targets)
+    loss = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)

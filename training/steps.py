@@ -18,7 +18,7 @@ from torch import nn
 
 from models import conf_disc_input, pose_disc_input
 from runtime.device import autocast, place_images
-from training.losses import confidence_fake_targets, heatmap_mse, masked_bce, pose_fake_targets
+from training.losses import at_least_fp32, confidence_fake_targets, heatmap_mse, masked_bce, pose_fake_targets
 from utils.heatmaps import decode_heatmaps_torch
 
 
@@ -146,7 +146,7 @@ def adversarial_targets(fake_pose: torch.Tensor, b: dict, delta: float, epsilon:
 class FakeSamples:
     """G's last-stack outputs, detached: the "fake" inputs of P and C, with their per-joint targets."""
 
-    pose: torch.Tensor  # (B, J, h, w) float32
+    pose: torch.Tensor  # (B, J, h, w) float32 (float64 when G computes in float64)
     occlusion: torch.Tensor | None
     p_fake: torch.Tensor  # (B, J) 0/1
     c_fake: torch.Tensor  # (B, J) 0/1
@@ -155,8 +155,8 @@ class FakeSamples:
 
 def fake_samples(out: dict, b: dict, adv: AdversarialParams) -> FakeSamples:
     """Detach G's last-stack outputs and compute the paper's per-joint fake targets for them."""
-    pose = out["pose"][-1].detach().float()
-    occ = out["occlusion"][-1].detach().float() if out["occlusion"] is not None else None
+    pose = at_least_fp32(out["pose"][-1].detach())
+    occ = at_least_fp32(out["occlusion"][-1].detach()) if out["occlusion"] is not None else None
     p_fake, c_fake, p_mask = adversarial_targets(pose, b, adv.delta, adv.epsilon, adv.input_res)
     return FakeSamples(pose, occ, p_fake, c_fake, p_mask)
 
