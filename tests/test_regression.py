@@ -12,11 +12,12 @@ Each check fixes one piece of the method and compares its numbers with ``tests/d
   batch afterwards.
 
 Why not the weights at the end of a run: ATen and oneDNN choose other kernels on AVX2, AVX-512 and AMX
-CPUs, whose sums round differently in the last bits. Over hundreds of steps such differences grow
-chaotically, and RMSprop's and Adam's first steps turn rounding noise in a zero gradient (a conv bias
-before BatchNorm) into a full-size update, so a weight fingerprint holds only on the CPU it was recorded
-on. The numbers here come from a few float64 operations each: CPUs differ by under 1e-6 relative, and a
-changed line of the method moves them by far more than the tolerance.
+CPUs (and on one thread or two), whose float32 sums round differently in the last bits. Over hundreds of
+steps such differences grow chaotically, and RMSprop's and Adam's first steps turn rounding noise in a zero
+gradient (a conv bias before BatchNorm) into a full-size update, so a weight fingerprint holds only on the
+CPU it was recorded on. So the batch and loss checks take a few float32 operations each, and the short runs
+build, initialise and train the networks in float64: what differs between CPUs then stays under 1e-6
+relative, and a changed line of the method moves the numbers by far more than the tolerance.
 """
 
 from __future__ import annotations

@@ -73,8 +73,8 @@ def test_bf16_on_a_cpu_without_native_bf16_gets_a_note(monkeypatch):
     import runtime.device as rt
 
     cpu = torch.device("cpu")
-    assert rt.autocast_dtype("auto", cpu) is None and rt.autocast_dtype("bf16", cpu) == torch.bfloat16
     monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda: False)
+    assert rt.autocast_dtype("auto", cpu) is None and rt.autocast_dtype("bf16", cpu) == torch.bfloat16
     assert "--amp off" in rt.precision_note(torch.bfloat16, cpu)
     assert rt.precision_note(None, cpu) is None
     monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda: True)
