@@ -142,18 +142,22 @@ def _foreign_checkpoint(source: str, path, run_id: str | None) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("run_id", ["another-run", None])
-def test_resume_never_continues_into_a_folder_of_other_files(tmp_path, capsys, tiny_run_dir, run_id):
+@pytest.mark.parametrize(("name", "run_id"), [("apn_epoch1.pt", "another-run"), ("apn_epoch1.pt", None),
+                                              ("best.pt", None)])
+def test_resume_never_continues_into_a_folder_of_other_files(tmp_path, capsys, tiny_run_dir, name, run_id):
+    """The user's folder: their config.json and log.jsonl, another run's best.pt, and a checkpoint of some run
+    (with its run id, or an older one without, even under a name the trainer uses)."""
     folder = tmp_path / "D"
     folder.mkdir()
     (folder / "config.json").write_text('{"my": "own config"}\n')
     (folder / "log.jsonl").write_text("my own log line\n")
-    shutil.copy(tiny_run_dir / "best.pt", folder / "best.pt")  # another run's file, beside the user's
-    resume = _foreign_checkpoint(str(tiny_run_dir / "last.pt"), folder / "apn_epoch1.pt", run_id)
+    shutil.copy(tiny_run_dir / "best.pt", folder / "best.pt")
+    resume = _foreign_checkpoint(str(tiny_run_dir / "last.pt"), folder / name, run_id)
     before = fingerprint(folder)
     line = error_line(train_supervised, ["--resume", resume, "--epochs", "2"], capsys)
+    held = ", ".join(sorted({name, "best.pt", "config.json", "log.jsonl"}))
     assert line.startswith(f"error: --resume {resume}: run directory {folder} holds files of another run or of "
-                           f"yours (apn_epoch1.pt, best.pt, config.json, log.jsonl)") and "--modelName" in line
+                           f"yours ({held})") and "--modelName" in line
     assert fingerprint(folder) == before
 
 

@@ -63,19 +63,39 @@ def unfinished_start(run_dir: str) -> bool:
     """Only the files a run writes before its first checkpoint, its config.json among them: a start that was
     stopped (Ctrl-C, a killed process, an image that cannot be decoded) and left nothing to resume."""
     names = run_dir_files(run_dir)
-    if not set(names) <= START_FILES or "config.json" not in names:
-        return False
+    return set(names) <= START_FILES and "config.json" in names and _start_files_are_a_runs(run_dir)
+
+
+def run_config_file(path: str) -> bool:
+    """Whether ``path`` is a config.json a run wrote (a JSON object naming one of the trainers' methods)."""
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
+        with open(path) as f:
             config = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(config, dict) and config.get("method") in CHOICES["method"]
 
 
+def _start_files_are_a_runs(run_dir: str) -> bool:
+    """Whether the config.json and log.jsonl that a resumed run writes over (if there) are a run's: a run's
+    config, and a log of JSON records (a record cut short by a crash still starts like one; --resume drops it)."""
+    config, log = os.path.join(run_dir, "config.json"), os.path.join(run_dir, "log.jsonl")
+    if os.path.lexists(config) and not run_config_file(config):
+        return False
+    if not os.path.lexists(log):
+        return True
+    try:
+        with open(log) as f:
+            return all(line.lstrip().startswith("{") for line in f if line.strip())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _check_own_folder(run_dir: str, names: list[str], ckpt: dict) -> None:
     """Refuse to resume ``ckpt`` into a folder that holds files of another run, or files of the user's."""
     source = ckpt[LOADED_FROM]
+    if not _start_files_are_a_runs(run_dir):  # whatever the checkpoints say, these are not a run's files
+        _refuse_foreign(source, run_dir, names)
     if names == [os.path.basename(source)] and os.path.samefile(os.path.dirname(os.path.abspath(source)), run_dir):
         return  # the checkpoint alone in its folder: nothing there to write over
     if os.path.isfile(os.path.join(run_dir, "last.pt")) and \
@@ -93,6 +113,10 @@ def _check_own_folder(run_dir: str, names: list[str], ckpt: dict) -> None:
     elif own is not None and os.path.samefile(os.path.dirname(os.path.abspath(source)), run_dir) \
             and TRAINER_CHECKPOINT.fullmatch(os.path.basename(source)):
         return  # checkpoints from before run ids: the trainer's own file names in the trainer's folder
+    _refuse_foreign(source, run_dir, names)
+
+
+def _refuse_foreign(source: str, run_dir: str, names: list[str]) -> None:
     raise UserInputError(f"--resume {source}: run directory {run_dir} holds files of another run or of yours "
                          f"({some_names(names)}); continuing there would write over them: pass --modelName NAME "
                          f"to continue this checkpoint in <save_root>/NAME")
