@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from utils.errors import UserInputError, exit_on_user_error
+from utils.errors import UserInputError, exit_on_user_error, refuse_empty
 from utils.io import existing_parent_dir, write_bytes, write_json
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> str:
                            "table per baseline, e.g. --baseline supervised --baseline adversarial for a sweep "
                            "against its default setting")
     summ.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of the val images")
-    args = p.parse_args(argv)
+    args = refuse_empty(p.parse_args(argv), positional=("folder",))
 
     if args.command == "record":
         extra = {}

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from utils.errors import UserInputError, exit_on_user_error
+from utils.errors import UserInputError, exit_on_user_error, refuse_empty
 from utils.io import existing_parent_dir
 
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="run directory holding log.jsonl")
     p.add_argument("--output", default=None, help="PNG file to write (default: RUN_DIR/curves.png)")
-    args = p.parse_args(argv)
+    args = refuse_empty(p.parse_args(argv), positional=("run_dir",))
     log = os.path.join(args.run_dir, "log.jsonl")
     if not os.path.isfile(log):
         raise UserInputError(f"no training log: {log} not found (is {args.run_dir} a run directory?)")

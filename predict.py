@@ -8,7 +8,8 @@
 Per image: ``<name>.json`` (joint names, x and y in original-image px, heatmap peak score) and ``<name>.png``
 (the skeleton drawn over the image). Per video: ``<stem>.jsonl`` (one line of joints per frame) and
 ``<stem>.mp4`` (the skeletons over the frames, same fps). Without --bbox or --bboxes the person box is the
-whole image or frame.
+whole image or frame. A file already in --output, an earlier prediction's or yours, is replaced only with
+--overwrite, and named first; an input is never written over.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from __future__ import annotations
 import argparse
 
 from config.default_config import CHOICES
-from inference.predictor import Boxes, Predictor, check_box, predict_files, read_boxes
-from utils.errors import exit_on_user_error
-from utils.io import ensure_writable_dir
+from inference.predictor import Boxes, Predictor, check_box, plan_jobs, predict_files, read_boxes
+from inference.weights import fallback_note
+from utils.errors import exit_on_user_error, refuse_empty
+from utils.io import check_replaceable, ensure_writable_dir, some_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip_bad_images", action="store_true",
                    help="skip images that cannot be decoded (and the undecodable end of a video), naming them")
     p.add_argument("--output", default="predictions", help="directory for the output files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files already in --output (an earlier prediction's); they are named first")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no_flip", action="store_true", help="disable flip-test averaging")
     p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="precision (default: the checkpoint's amp)")
@@ -51,16 +55,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> list[dict]:
     """Predict and write the files; returns one record per image or video."""
-    args = parse_args(argv)
+    args = refuse_empty(parse_args(argv))
     if args.bboxes is not None:
         boxes = read_boxes(args.bboxes)
     else:  # the image size is checked per image; the values now, before the model is loaded
         boxes = Boxes(fixed=check_box(args.bbox, "--bbox") if args.bbox is not None else None)
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, flip=not args.no_flip, amp=args.amp,
                                           trust=args.trust_checkpoint)
-    outdir = ensure_writable_dir(args.output, "--output")
+    ensure_writable_dir(args.output, "--output")
+    jobs = plan_jobs(args.image, args.output)  # then every check of the inputs and outputs, before any write
+    for job in jobs:
+        if job.video:
+            boxes.check_video(job)
+    replaced = check_replaceable([out for job in jobs for out in job.outputs], [job.source for job in jobs],
+                                 "--output", args.overwrite)
     print(predictor.describe())
-    outcome = predict_files(predictor, args.image, outdir, boxes, skip_bad=args.skip_bad_images)
+    note = fallback_note(args.checkpoint, predictor.source)
+    if note:
+        print(note)
+    if replaced:
+        print(f"replacing {len(replaced)} earlier file{'s' if len(replaced) > 1 else ''} (--overwrite): "
+              f"{some_names(replaced, shown=10)}")
+    outcome = predict_files(predictor, jobs, boxes, skip_bad=args.skip_bad_images)
     for r in outcome.records:
         if "video" in r:
             fps = f"{r['fps']:g} fps" + ("" if r["fps_known"] else " (the video gives none; assumed)")

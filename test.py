@@ -6,7 +6,8 @@
         --mpii_mat mpii_human_pose_v1_u12_1.mat
 
 A split without joint labels (MPII's test split) has no metric: its predictions are written, and for MPII
-also the submission file pred_keypoints_mpii.mat (inference/submission.py).
+also the submission file pred_keypoints_mpii.mat (inference/submission.py). A file already in --output is
+replaced only with --overwrite, and named first.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT, build_dataset
 from datasets.mpii_official import check_mat_path
 from inference.predict import evaluate_checkpoint
-from inference.scoring import read_predictions, report, score_dataset, write_metrics, write_predictions
+from inference.scoring import (
+    describe_unusable,
+    read_predictions,
+    report,
+    score_dataset,
+    write_metrics,
+    write_predictions,
+)
 from inference.submission import SUBMISSION_NAME, write_mpii_submission
+from inference.weights import fallback_note
 from reporting.plots import plot_pck_curve, save_prediction_pictures
-from utils.errors import UserInputError, exit_on_user_error
-from utils.io import ensure_writable_dir
+from utils.errors import UserInputError, exit_on_user_error, refuse_empty
+from utils.io import check_replaceable, ensure_writable_dir, some_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic)")
     p.add_argument("--split", default=None, help="split to evaluate (default: the dataset's val/test split)")
     p.add_argument("--output", required=True, help="directory for metrics.json, predictions.h5 and pictures")
-    p.add_argument("--alpha", type=float, default=None, help="PCK threshold (default: 0.5 for PCKh, 0.2 for PCK)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files already in --output (an earlier test's); they are named first")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="PCK threshold in (0, 1], a fraction of the reference length (default: 0.5 for PCKh, 0.2 "
+                        "for PCK)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no_flip", action="store_true", help="disable flip-test averaging")
     p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="precision (default: the checkpoint's amp)")
@@ -57,17 +70,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict:
     """Run the evaluation and return the metrics record."""
-    args = parse_args(argv)
+    args = refuse_empty(parse_args(argv))
     split = args.split or DEFAULT_VAL_SPLIT.get(args.dataset, "val")
     if args.max_samples is not None and args.max_samples < 1:
         raise UserInputError(f"--max_samples: must be at least 1, got {args.max_samples}")
+    if args.alpha is not None and not 0 < args.alpha <= 1:  # NaN fails both
+        raise UserInputError(f"--alpha: {args.alpha:g} is not a threshold; expected a fraction of the reference "
+                             f"length in (0, 1], e.g. 0.5 for PCKh@0.5, 0.2 for PCK@0.2")
     submission = args.dataset == "mpii" and split == "test"
     if args.mpii_mat is not None:
         if not submission:
             raise UserInputError("--mpii_mat: only for --dataset mpii --split test (the submission file)")
         check_mat_path(args.mpii_mat, "--mpii_mat")
+    replaced = check_replaceable(planned_outputs(args, submission), [args.checkpoint or args.predictions],
+                                 "--output", args.overwrite)
     created = not os.path.exists(args.output)
     outdir = ensure_writable_dir(args.output, "--output")  # early: a folder we cannot write fails before the work
+    if replaced:
+        print(f"replacing {len(replaced)} earlier file{'s' if len(replaced) > 1 else ''} (--overwrite): "
+              f"{some_names(replaced, shown=10)}")
     try:
         return evaluate_and_write(args, split, submission, outdir)
     except UserInputError:
@@ -76,12 +97,37 @@ def main(argv: list[str] | None = None) -> dict:
         raise
 
 
+def planned_outputs(args: argparse.Namespace, submission: bool) -> list[str]:
+    """The files this run may write into --output (pictures: those already in pictures/, as new ones would
+    be mixed with them)."""
+    names = ["metrics.json"] + (["predictions.h5", "pck_curve.png"] if args.checkpoint else []) \
+        + ([SUBMISSION_NAME] if submission else [])
+    paths = [os.path.join(args.output, n) for n in names]
+    pictures = os.path.join(args.output, "pictures")
+    if args.checkpoint and args.num_pictures > 0 and os.path.isdir(pictures):
+        paths += sorted(os.path.join(pictures, n) for n in os.listdir(pictures))
+    return paths
+
+
+def check_usable(result: dict, source: str) -> None:
+    """Stop when no scored joint has a usable prediction (a broken file or model, not a poor one); otherwise
+    say how many are scored as misses (the official evaluations' convention for a missing prediction)."""
+    unusable = result.get("unusable_predictions")
+    if unusable is None:
+        return
+    if unusable["joints"] == unusable["scored_joints"]:
+        raise UserInputError(f"{source}: no scored joint has a usable prediction: {describe_unusable(unusable)}")
+    print(f"note: {describe_unusable(unusable)}: scored as misses, as the official MPII and LSP evaluations score "
+          f"a joint without a prediction (metrics.json: unusable_predictions)")
+
+
 def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, outdir: str) -> dict:
     """Score a predictions file or evaluate a checkpoint on ``split``; write the files into ``outdir``."""
     if args.predictions:
         dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
         preds = read_predictions(args.predictions, len(dataset), dataset.spec.num_joints)
         result = score_dataset(preds, dataset, args.alpha) if dataset.ann.labelled else {}
+        check_usable(result, f"--predictions {args.predictions}")
         rows = np.arange(len(dataset))
     else:
         result, dataset = evaluate_checkpoint(
@@ -89,6 +135,11 @@ def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, o
             batch_size=args.batch_size, workers=args.workers, max_samples=args.max_samples, alpha=args.alpha,
             trust=args.trust_checkpoint)
         print(f"device {result['device']} | {result['precision']} | flip test {'on' if result['flip_test'] else 'off'}")
+        source = result.pop("checkpoint")  # the file read: a run directory's newest complete checkpoint
+        note = fallback_note(args.checkpoint, source)
+        if note:
+            print(note)
+        check_usable(result, f"--checkpoint {source}")
         shown = slice(0, args.num_pictures)
         save_prediction_pictures(dataset, result["index"][shown], result["preds"][shown],
                                  os.path.join(outdir, "pictures"))

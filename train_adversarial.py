@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from cli.training import resolve_config, run_spec, training_parser
 from training.loop import train
-from utils.errors import exit_on_user_error
+from utils.errors import exit_on_user_error, refuse_empty
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict | None:
     """Parse flags, resolve the config, train adversarially; returns the last validation result."""
-    args = training_parser(__doc__, "adversarial").parse_args(argv)
+    args = refuse_empty(training_parser(__doc__, "adversarial").parse_args(argv))
     return train(resolve_config(args), run_spec(args))
 
 

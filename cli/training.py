@@ -17,6 +17,7 @@ from datasets import DATASETS, DEFAULT_VAL_SPLIT
 from inference.weights import load_checkpoint
 from runtime.distributed import launch_rank
 from training.run import RunSpec
+from training.rundir import unfinished_start
 from utils.errors import UserInputError
 
 # flag -> config key for flags that set a value (None = not given on the command line)
@@ -85,8 +86,9 @@ def resumed_run(args: argparse.Namespace) -> dict | None:
     if not args.resume:
         return None
     if getattr(args, "_resumed_run", None) is None:
+        check_has_checkpoint(args.resume)
         try:
-            ckpt = load_checkpoint(args.resume, args.trust_checkpoint)
+            ckpt = load_checkpoint(args.resume, args.trust_checkpoint, "--resume")
         except UserInputError as err:  # under torchrun every rank reads it: say which one could not
             rank = launch_rank()
             if rank is None:
@@ -95,6 +97,14 @@ def resumed_run(args: argparse.Namespace) -> dict | None:
                                  f"itself, so it must be on a filesystem every node mounts at the same path") from None
         args._resumed_run = {k: ckpt.get(k) for k in ("config", "dataset", "data")}
     return args._resumed_run
+
+
+def check_has_checkpoint(resume: str) -> None:
+    """A run directory whose start stopped before its first checkpoint has nothing to resume; the same command
+    without --resume starts it again (training.rundir)."""
+    if os.path.isdir(resume) and unfinished_start(resume):
+        raise UserInputError(f"--resume {resume}: no checkpoint saved there yet (its run stopped before the "
+                             f"first one); run the same command without --resume to start it again")
 
 
 def resolve_config(args: argparse.Namespace) -> Config:
@@ -149,7 +159,7 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
     elif args.resume and args.modelName is None:
         run_dir = os.path.dirname(os.path.abspath(args.resume))  # continue beside the checkpoint
     else:
-        run_dir = os.path.join(args.save_root, plain_name(args.modelName or "run"))
+        run_dir = os.path.join(args.save_root, plain_name(args.modelName if args.modelName is not None else "run"))
 
     def pick(flag: str, default=None):
         value = getattr(args, flag)

@@ -70,6 +70,19 @@ def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: b
     return ds
 
 
+def check_image_files(dataset: PoseDataset, limit: int | None, flag: str, allow: bool = False) -> int:
+    """Check that the image file of each of the first ``limit`` samples exists and is a readable regular file,
+    before any work; an unreadable one is an error naming the first of them and the flag that chose the split,
+    or with ``allow`` (``--skip_bad_images``) counted. Returns how many cannot be read."""
+    bad = dataset.unreadable_images(limit)
+    if bad and not allow:
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        skip = "; pass --skip_bad_images to train without them" if flag == "--train_split" else ""
+        raise UserInputError(f"{bad[0]}; {len(bad)} of the {count} images of the '{dataset.split}' split "
+                             f"({flag}) cannot be read, found before any work{skip}")
+    return len(bad)
+
+
 def _need_path(path: str | None, name: str) -> str:
     if not path:
         raise UserInputError(f"--path: dataset '{name}' needs its directory")

@@ -24,6 +24,7 @@ from datasets.skeleton import JointSpec
 from utils.errors import UserInputError
 from utils.geometry import apply_affine, crop_affine, input_to_heatmap
 from utils.heatmaps import draw_gaussians
+from utils.io import NOT_FOUND, file_problem
 
 
 @dataclass
@@ -71,11 +72,23 @@ def is_truncated_jpeg(path: str) -> bool:
         return not f.read().rstrip(_PADDING).endswith(_JPEG_END)
 
 
+def image_problem(path: str) -> str | None:
+    """The one-line error of an image file that cannot be read as a regular file (missing, a directory, a
+    broken or looping symlink, a FIFO or device, no permission), or None; nothing is opened or decoded."""
+    problem = file_problem(path)
+    if problem is None:
+        return None
+    if problem == NOT_FOUND:
+        return f"image not found: {path}"
+    return f"image {path} is {problem}; expected an image file"
+
+
 def read_image(path: str) -> np.ndarray:
     """Decode an image file to (H, W, 3) uint8 RGB, or raise a one-line UserInputError naming it
-    (a missing file, one OpenCV cannot decode, or a truncated JPEG)."""
-    if not os.path.isfile(path):
-        raise UserInputError(f"image not found: {path}")
+    (``image_problem``, a file OpenCV cannot decode, or a truncated JPEG)."""
+    problem = image_problem(path)
+    if problem is not None:
+        raise UserInputError(problem)
     try:
         truncated = is_truncated_jpeg(path)
     except OSError as err:
@@ -99,7 +112,9 @@ def check_values(values: np.ndarray, path: str, what: str, names: list[str] | No
 
     values (N, ...) per sample; ``used`` (broadcastable to ``values``) masks the entries that count (labelled
     joints); ``low``/``high`` the allowed range, both inclusive (original px for coordinates)."""
-    bad = ~np.isfinite(values) | (values < low) | (values > high) if values.size else np.zeros(values.shape, bool)
+    if values.size == 0:  # no samples (the caller says whether that is allowed) or no entries per sample
+        return
+    bad = ~np.isfinite(values) | (values < low) | (values > high)
     if used is not None:
         bad &= np.broadcast_to(used, values.shape)
     rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
@@ -109,6 +124,16 @@ def check_values(values: np.ndarray, path: str, what: str, names: list[str] | No
         name = f" ({names[i]})" if names is not None else ""
         span = f" in [{low:g}, {high:g}]" if math.isfinite(low) or math.isfinite(high) else ""
         raise UserInputError(f"{path}: {what} of sample {i}{name} is {value:g}; expected a finite number{span}")
+
+
+def check_flags(flags: np.ndarray, path: str, what: str, expected: str, names: list[str] | None = None) -> None:
+    """Refuse a 0/1 flag (N, J) holding anything else: one line naming ``path``, the first bad sample (with its
+    image name) and joint. A 7 is a corrupt or foreign file, not a label: read as "nonzero" it would count."""
+    bad = np.argwhere((flags != 0) & (flags != 1))
+    if len(bad):
+        i, j = (int(v) for v in bad[0])
+        name = f" ({names[i]})" if names is not None else ""
+        raise UserInputError(f"{path}: {what} of sample {i}{name}, joint {j} is {flags[i, j]:g}; expected {expected}")
 
 
 def person_box_from_joints(joints: np.ndarray, annotated: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +223,17 @@ class PoseDataset(torch.utils.data.Dataset):
     def load_image(self, index: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB image of sample ``index``."""
         raise NotImplementedError
+
+    def image_path(self, index: int) -> str | None:
+        """The file sample ``index`` is read from; None for a generated image."""
+        return None
+
+    def unreadable_images(self, limit: int | None = None) -> list[str]:
+        """The one-line errors (``image_problem``) of the first ``limit`` samples' image files that cannot be
+        read; a stat of each file, so a split of thousands is checked in well under a second."""
+        count = len(self) if limit is None else min(limit, len(self))
+        paths = dict.fromkeys(p for p in (self.image_path(i) for i in range(count)) if p is not None)
+        return [problem for problem in map(image_problem, paths) if problem is not None]
 
     def cache_images(self) -> None:
         """Decode every image once into RAM (in the layout ``warp`` reads); forked DataLoader workers share

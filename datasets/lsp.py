@@ -13,7 +13,7 @@ import os
 import numpy as np
 import scipy.io
 
-from datasets.base import Annotations, PoseDataset, check_values, person_box_from_joints, read_image
+from datasets.base import Annotations, PoseDataset, check_flags, check_values, person_box_from_joints, read_image
 from datasets.skeleton import LSP, LSP_TORSO_DIAGONALS
 from utils.errors import UserInputError
 
@@ -80,8 +80,11 @@ class _LeedsDataset(PoseDataset):
             image_names=[names[i] for i in idx],
         )
 
+    def image_path(self, index: int) -> str:
+        return os.path.join(self.root, "images", self.ann.image_names[index])
+
     def load_image(self, index: int) -> np.ndarray:
-        return read_image(os.path.join(self.root, "images", self.ann.image_names[index]))
+        return read_image(self.image_path(index))
 
 
 class LSPDataset(_LeedsDataset):
@@ -95,9 +98,10 @@ class LSPDataset(_LeedsDataset):
 
     @staticmethod
     def _read_all(raw: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if raw.ndim != 3 or raw.shape[:2] != (3, 14):
-            raise UserInputError(f"{path}: 'joints' has shape {raw.shape}, expected 3x14xN (LSP layout)")
-        check_values(raw[2].T, path, "a visibility flag", low=-np.inf, high=np.inf)
+        if raw.ndim != 3 or raw.shape[:2] != (3, 14) or raw.shape[2] == 0:
+            raise UserInputError(f"{path}: 'joints' has shape {raw.shape}, expected 3x14xN with N >= 1 samples "
+                                 f"(LSP layout)")
+        check_flags(raw[2].T, path, "a visibility flag", "0 (visible) or 1 (occluded)")
         joints = raw[:2].transpose(2, 1, 0)  # (N, 14, 2)
         annotated = np.ones(joints.shape[:2], bool)
         return joints, annotated, raw[2].T == 0
@@ -115,9 +119,10 @@ class LSPETDataset(_LeedsDataset):
 
     @staticmethod
     def _read_all(raw: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if raw.ndim != 3 or raw.shape[:2] != (14, 3):
-            raise UserInputError(f"{path}: 'joints' has shape {raw.shape}, expected 14x3xN (LSPET layout)")
-        check_values(raw[:, 2].T, path, "a label flag", low=-np.inf, high=np.inf)
+        if raw.ndim != 3 or raw.shape[:2] != (14, 3) or raw.shape[2] == 0:
+            raise UserInputError(f"{path}: 'joints' has shape {raw.shape}, expected 14x3xN with N >= 1 samples "
+                                 f"(LSPET layout)")
+        check_flags(raw[:, 2].T, path, "a label flag", "0 (not labelled) or 1 (labelled)")
         joints = raw[:, :2].transpose(2, 0, 1)  # (N, 14, 2)
         annotated = raw[:, 2].T > 0
         return np.where(annotated[..., None], joints, 0.0), annotated, annotated.copy()

@@ -7,7 +7,7 @@ import os
 import h5py
 import numpy as np
 
-from datasets.base import MAX_COORD, Annotations, PoseDataset, check_values, read_image
+from datasets.base import MAX_COORD, Annotations, PoseDataset, check_flags, check_values, read_image
 from datasets.skeleton import MPII
 from utils.errors import UserInputError
 from utils.io import open_h5
@@ -62,7 +62,7 @@ def load_mpii_annotations(path: str, labelled: bool = True) -> Annotations:
     check_values(centers, path, "'center'", names)
     check_values(scales, path, "'scale'", names, low=1e-6, high=MAX_COORD / 200)  # box side 200 x scale px
     check_values(parts, path, "'part'", names)
-    check_values(visible, path, "'visible'", names, low=-np.inf, high=np.inf)
+    check_flags(visible, path, "'visible'", "0 (occluded) or 1 (visible)", names)
     if has_normalize:
         check_values(normalize, path, "'normalize'", names, low=0.0)
     annotated = ~np.all(parts == 0, axis=-1)  # MPII marks a missing joint with (0, 0)
@@ -92,8 +92,11 @@ class MPIIDataset(PoseDataset):
         self.root, self.split = root, split
         self.ann = load_mpii_annotations(os.path.join(root, "annot", SPLITS[split]), labelled=split != "test")
 
+    def image_path(self, index: int) -> str:
+        return os.path.join(self.root, "images", self.ann.image_names[index])
+
     def load_image(self, index: int) -> np.ndarray:
-        return read_image(os.path.join(self.root, "images", self.ann.image_names[index]))
+        return read_image(self.image_path(index))
 
     def official_ids(self) -> tuple[np.ndarray, np.ndarray]:
         """(index, person) of each sample in the official annotation list (``read_official_ids``)."""

@@ -13,12 +13,12 @@ import torch
 import torch.distributed as dist
 
 from config import Config
-from datasets import build_dataset
+from datasets import build_dataset, check_image_files
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
 from datasets.skeleton import JointSpec
 from inference.scoring import score_dataset
-from inference.weights import load_generator
+from inference.weights import LOADED_FROM, load_generator
 from runtime.device import autocast, autocast_dtype, place_images, precision_name
 from runtime.distributed import DistInfo
 from runtime.system import single_threaded_opencv, worker_init
@@ -121,7 +121,8 @@ def evaluate_checkpoint(checkpoint: str, dataset_name: str, data_path: str | Non
     """test.py's model mode: rebuild G from the checkpoint alone, predict the split's samples, score them.
 
     Returns (result, dataset): the metrics with ``index``, ``preds`` (original px) and ``scores`` of the
-    first ``max_samples`` samples, and how they were computed (``device``, ``precision``, ``flip_test``); for
+    first ``max_samples`` samples, and how they were computed (``device``, ``precision``, ``flip_test``, and the
+    ``checkpoint`` file read: a run directory's newest complete one); for
     a split without labels (``dataset.ann.labelled`` False, MPII's test split) only ``index``, ``preds`` and
     ``scores`` besides those."""
     loaded = load_generator(checkpoint, device, amp, trust)
@@ -130,10 +131,12 @@ def evaluate_checkpoint(checkpoint: str, dataset_name: str, data_path: str | Non
     if dataset.spec.num_joints != joints:
         raise UserInputError(f"--checkpoint: model predicts {joints} joints but dataset '{dataset_name}' has "
                              f"{dataset.spec.num_joints}")
+    check_image_files(dataset, max_samples, "--split")  # before the first batch, not in its middle
     loader = make_eval_loader(dataset, batch_size, workers, limit=max_samples,
                               pin_memory=loaded.device.type == "cuda")
     settings = inference_settings(loaded.cfg, dataset.spec, loaded.device, flip)
-    how = {"device": str(loaded.device), "precision": precision_name(settings.dtype, loaded.device), "flip_test": flip}
+    how = {"device": str(loaded.device), "precision": precision_name(settings.dtype, loaded.device), "flip_test": flip,
+           "checkpoint": loaded.ckpt[LOADED_FROM]}
     if not dataset.ann.labelled:  # nothing to score against: predictions only
         part = predict_loader(loaded.generator, loader, settings, loaded.device)
         return {**gather_predictions(part, DistInfo()), **how}, dataset

@@ -21,11 +21,11 @@ from datasets import DATASETS
 from datasets.base import eval_crop, read_image
 from datasets.skeleton import JointSpec
 from inference.predict import heatmaps_to_original, predict_heatmaps
-from inference.weights import load_generator
+from inference.weights import LOADED_FROM, load_generator
 from runtime.device import autocast_dtype, place_images, precision_name
 from utils.drawing import YELLOW, draw_pose
 from utils.errors import UserInputError
-from utils.io import atomic_output, json_safe, write_image, write_json
+from utils.io import NOT_FOUND, atomic_output, file_problem, json_safe, write_image, write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -112,6 +112,12 @@ class Boxes:
             return check_box(self.by_name[name], f"{self.source}: '{name}'", width, height)
         return self._fixed_or_whole(width, height, path)
 
+    def check_video(self, job: Job) -> None:
+        """Before any frame is read: a per-frame list shorter than the frames the video declares."""
+        if self.by_frame is not None and job.frames is not None and len(self.by_frame) < job.frames:
+            raise UserInputError(f"{self.source}: {len(self.by_frame)} boxes for the {job.frames} frames video "
+                                 f"{job.source} declares; expected one [x, y, w, h] per frame")
+
     def for_frame(self, frame: int, width: int, height: int) -> Box:
         """The box of video frame ``frame`` (0-based), checked against the frame size."""
         if self.by_name is not None:
@@ -148,6 +154,16 @@ def read_boxes(path: str) -> Boxes:
                          f"per video frame, got {type(value).__name__}")
 
 
+def declared_frames(path: str) -> int | None:
+    """The frame count the container of video ``path`` declares, or None when it gives no usable one."""
+    capture = cv2.VideoCapture(path)
+    try:
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else float("nan")
+    finally:
+        capture.release()
+    return int(count) if np.isfinite(count) and 0 < count < 1e9 else None
+
+
 def is_video(path: str) -> bool:
     """A video by its extension, or a file of another extension that OpenCV cannot decode as an image but
     opens as a video."""
@@ -164,16 +180,43 @@ def is_video(path: str) -> bool:
 
 
 def list_images(path: str) -> list[str]:
-    """``path`` itself, or the image files of directory ``path`` (sorted)."""
+    """``path`` itself, or the image files of directory ``path`` (sorted; any entry with an image extension
+    that is not a folder, so that one which cannot be read is named when it is read, not passed over)."""
     if os.path.isdir(path):
         files = sorted(os.path.join(path, n) for n in os.listdir(path)
-                       if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(path, n)))
+                       if n.lower().endswith(IMAGE_EXTENSIONS) and not os.path.isdir(os.path.join(path, n)))
         if not files:
             raise UserInputError(f"--image: no image files ({', '.join(IMAGE_EXTENSIONS)}) in directory {path}")
         return files
-    if not os.path.exists(path):
+    problem = file_problem(path)
+    if problem == NOT_FOUND:
         raise UserInputError(f"--image: not found: {path}")
+    if problem is not None:
+        raise UserInputError(f"--image: {path} is {problem}; expected an image file, a folder of images or a video")
     return [path]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input of predict.py and the two files predicting it writes: ``<name>.json`` and ``<name>.png`` for
+    an image, ``<stem>.jsonl`` and ``<stem>.mp4`` for a video (with the frame count it declares)."""
+
+    source: str
+    outputs: tuple[str, str]
+    video: bool = False
+    frames: int | None = None
+
+
+def plan_jobs(image: str, outdir: str) -> list[Job]:
+    """What predicting ``image`` (a video, an image file or a folder of images) reads and writes into
+    ``outdir``, known before the model is loaded or anything is written."""
+    if os.path.isfile(image) and is_video(image):
+        stem = os.path.splitext(os.path.basename(image))[0]
+        outputs = (os.path.join(outdir, stem + ".jsonl"), os.path.join(outdir, stem + ".mp4"))
+        return [Job(image, outputs, video=True, frames=declared_frames(image))]
+    paths = list_images(image)
+    return [Job(path, (os.path.join(outdir, f"{name}.json"), os.path.join(outdir, f"{name}.png")))
+            for path, name in zip(paths, _output_names(paths), strict=True)]
 
 
 @dataclass
@@ -186,6 +229,7 @@ class Predictor:
     spec: JointSpec
     device: torch.device
     flip: bool = True
+    source: str = ""  # the checkpoint file read (a run directory's newest complete one)
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "auto", flip: bool = True, amp: str | None = None,
@@ -194,7 +238,7 @@ class Predictor:
         precision."""
         loaded = load_generator(path, device, amp, trust)
         dataset, spec = joint_spec_for(loaded.ckpt, path)
-        return cls(loaded.generator, loaded.cfg, dataset, spec, loaded.device, flip)
+        return cls(loaded.generator, loaded.cfg, dataset, spec, loaded.device, flip, loaded.ckpt[LOADED_FROM])
 
     def describe(self) -> str:
         """One line: where and in which precision G runs, and whether predictions are flip-averaged."""
@@ -243,62 +287,58 @@ class Outcome:
     skipped: list[str]
 
 
-def predict_files(predictor: Predictor, image: str, outdir: str, boxes: Boxes | None = None,
+def predict_files(predictor: Predictor, jobs: list[Job], boxes: Boxes | None = None,
                   skip_bad: bool = False) -> Outcome:
-    """Predict ``image``: a video file (``predict_video``), an image file, or every image of a directory,
-    writing ``<name>.json`` and ``<name>.png`` per image into ``outdir``. ``skip_bad``: an image that cannot be
-    decoded is skipped and named in ``Outcome.skipped`` instead of stopping the run."""
+    """Predict the ``jobs`` of ``plan_jobs``: a video (``predict_video``), or images, writing ``<name>.json`` and
+    ``<name>.png`` per image. ``skip_bad``: an image that cannot be decoded is skipped and named in
+    ``Outcome.skipped`` instead of stopping the run."""
     boxes = boxes or Boxes()
-    if os.path.isfile(image) and is_video(image):
-        record = predict_video(predictor, image, outdir, boxes, skip_bad)
+    if len(jobs) == 1 and jobs[0].video:
+        record = predict_video(predictor, jobs[0], boxes, skip_bad)
         return Outcome([record], record["skipped"])
-    paths = list_images(image)
     records, skipped = [], []
-    for path, name in zip(paths, _output_names(paths), strict=True):
+    for job in jobs:
         try:
-            rgb = read_image(path)
+            rgb = read_image(job.source)
         except UserInputError:
             if not skip_bad:
                 raise
-            skipped.append(os.path.basename(path))
+            skipped.append(os.path.basename(job.source))
             continue
         height, width = rgb.shape[:2]
-        box = boxes.for_image(path, width, height)
+        box = boxes.for_image(job.source, width, height)
         coords, scores = predictor.predict(rgb, *box_from_xywh(*box))
         record = {
-            "image": path, "width": width, "height": height, "box_xywh": list(box),
+            "image": job.source, "width": width, "height": height, "box_xywh": list(box),
             "dataset": predictor.dataset, "joints": joint_records(predictor.spec, coords, scores),
         }
-        record["json"] = os.path.join(outdir, f"{name}.json")
-        record["png"] = os.path.join(outdir, f"{name}.png")
+        record["json"], record["png"] = job.outputs
         write_json(record["json"], {k: v for k, v in record.items() if k not in ("json", "png")})
         write_image(record["png"], draw_prediction(rgb, coords, predictor.spec, box))
         records.append(record)
     if not records:
-        raise UserInputError(f"--image {image}: no image could be decoded (skipped: {', '.join(skipped)})")
+        folder = os.path.dirname(jobs[0].source) if jobs else ""
+        raise UserInputError(f"--image {folder}: no image could be decoded (skipped: {', '.join(skipped)})")
     return Outcome(records, skipped)
 
 
-def predict_video(predictor: Predictor, path: str, outdir: str, boxes: Boxes, skip_bad: bool = False) -> dict:
-    """Predict every frame of video ``path``: ``<stem>.mp4`` (the skeletons drawn over the frames, same size and
-    fps, mp4v) and ``<stem>.jsonl`` (one line per frame: frame, time_s, box_xywh, joints) in ``outdir``.
+def predict_video(predictor: Predictor, job: Job, boxes: Boxes, skip_bad: bool = False) -> dict:
+    """Predict every frame of the video of ``job``: ``<stem>.mp4`` (the skeletons drawn over the frames, same
+    size and fps, mp4v) and ``<stem>.jsonl`` (one line per frame: frame, time_s, box_xywh, joints).
 
     Both files are written under temporary names and renamed when the video is done, so a failure leaves
     neither behind. A video that stops decoding before the frame count its container declares (a cut or
     damaged file) is an error, or with ``skip_bad`` keeps the frames decoded so far and names the rest in the
     record's ``skipped``."""
+    path = job.source
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise UserInputError(f"--image: cannot open video {path}")
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps_known = bool(np.isfinite(fps) and 0 < fps <= MAX_FPS)
     fps = float(fps) if fps_known else DEFAULT_FPS
-    declared = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    declared = int(declared) if np.isfinite(declared) and 0 < declared < 1e9 else None
-    stem = os.path.splitext(os.path.basename(path))[0]
-    video_out, jsonl_out = (os.path.join(outdir, stem + ext) for ext in (".mp4", ".jsonl"))
-    if os.path.exists(video_out) and os.path.samefile(video_out, path):
-        raise UserInputError(f"--output: writing {video_out} would replace the input video (choose another folder)")
+    declared = job.frames
+    jsonl_out, video_out = job.outputs
     frame, width, height = 0, 0, 0
     writer = None
     bar = tqdm(total=declared, desc=os.path.basename(path), unit="frame", leave=False)  # the summary line stays

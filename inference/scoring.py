@@ -8,8 +8,8 @@ import os
 import h5py
 import numpy as np
 
-from datasets.base import PoseDataset
-from inference.metrics import evaluate, format_table
+from datasets.base import MAX_COORD, PoseDataset
+from inference.metrics import counted_joints, evaluate, format_table
 from utils.errors import UserInputError
 from utils.io import open_h5, write_bytes, write_json
 
@@ -22,9 +22,35 @@ def score_dataset(
     if not ann.labelled:  # callers check first (test.py predicts without a metric); this guards the rest
         raise UserInputError("this split has no joint labels (e.g. MPII's test split): there is no metric to compute")
     sel = np.arange(len(ann)) if indices is None else np.asarray(indices)
-    return evaluate(
+    result = evaluate(
         preds, ann.joints[sel], ann.annotated[sel], ann.visible[sel], ann.ref_lengths[sel], dataset.spec, alpha
     )
+    unusable = unusable_predictions(preds, counted_joints(ann.annotated[sel], ann.ref_lengths[sel]), sel, dataset)
+    if unusable is not None:
+        result["unusable_predictions"] = unusable
+    return result
+
+
+def unusable_predictions(preds: np.ndarray, counted: np.ndarray, rows: np.ndarray, dataset: PoseDataset
+                         ) -> dict | None:
+    """The scored joints (``counted`` (N, J)) whose prediction (N, J, 2) is NaN, infinite or beyond
+    ``MAX_COORD`` px, or None when there are none. They are scored as misses, as the official MPII and LSP
+    evaluations score a joint without a usable prediction; this record says how many and where the first is,
+    so that a broken predictions file or model is not read as a poor one."""
+    bad = (~np.isfinite(preds).all(axis=-1) | (np.abs(np.nan_to_num(preds)) > MAX_COORD).any(axis=-1)) & counted
+    if not bad.any():
+        return None
+    i, j = (int(v) for v in np.argwhere(bad)[0])
+    return {"joints": int(bad.sum()), "samples": int(bad.any(axis=1).sum()), "scored_joints": int(counted.sum()),
+            "first_sample": int(rows[i]), "first_image": dataset.ann.image_names[int(rows[i])],
+            "first_joint": dataset.spec.names[j], "scored_as": "misses"}
+
+
+def describe_unusable(record: dict) -> str:
+    """One line about ``unusable_predictions``' record."""
+    return (f"{record['joints']} of {record['scored_joints']} scored joints ({record['samples']} samples) have "
+            f"no usable prediction (NaN, infinite or beyond {MAX_COORD:g} px; first: sample "
+            f"{record['first_sample']} ({record['first_image']}), {record['first_joint']})")
 
 
 def read_predictions(path: str, num_samples: int, num_joints: int) -> np.ndarray:

@@ -152,6 +152,6 @@ def plot_grad_ratio_curves(runs: list[tuple[str, str, int]], path: str) -> str:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)  # atomically, as every other picture: a kill mid-write keeps the old one
     plt.close(fig)
     return path

@@ -88,6 +88,34 @@ def failing_ranks(ok: bool) -> list[str]:
     return [f"rank {r} (host {host})" for r, (good, host) in enumerate(gathered) if not good]
 
 
+def first_error(message: str | None) -> str | None:
+    """Every rank's error message (None: no error) gathered: the first rank's that has one, on every rank, so
+    that all stop with the same line when one cannot go on. A collective: every rank must call it."""
+    if not dist.is_initialized():
+        return message
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, message)
+    return next((m for m in gathered if m is not None), None)
+
+
+def control_group() -> dist.ProcessGroup | None:
+    """A gloo group over every rank for small decisions taken each step: under NCCL an all-reduce on a GPU
+    tensor would wait for the GPU's queued work each time; on gloo the default group serves (None)."""
+    if dist.is_initialized() and dist.get_backend() != "gloo":
+        return dist.new_group(backend="gloo")
+    return None
+
+
+def max_over_ranks(value: int, group: dist.ProcessGroup | None = None) -> int:
+    """The largest of every rank's ``value`` (an all-reduce MAX on the CPU, over ``group``: a gloo group, or
+    the default group when it is gloo); ``value`` itself without a process group."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=group)
+    return int(tensor.item())
+
+
 def launch_rank() -> str | None:
     """The words "rank R" for a torchrun worker before it joins the group (for error lines), else None."""
     return f"rank {os.environ.get('RANK', '?')}" if launched_by_torchrun() else None

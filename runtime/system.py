@@ -6,11 +6,15 @@ import ctypes
 import os
 import platform
 import random
+import signal
 import sys
+import threading
 
 import cv2
 import numpy as np
 import torch
+
+from utils.errors import STOP_SIGNALS
 
 
 def cpu_model_name() -> str:
@@ -65,8 +69,33 @@ def single_threaded_opencv() -> None:
 
 def worker_init(_: int) -> None:
     """DataLoader worker start: glibc told to reuse freed memory (fresh pages for every sample's buffers
-    halve a worker's rate)."""
+    halve a worker's rate), and a scheduler's stop signals kept away (``ignore_stop_signals_of_others``)."""
     tune_malloc()
+    ignore_stop_signals_of_others()
+
+
+def ignore_stop_signals_of_others() -> None:
+    """In a DataLoader worker: ignore the stop signals (``STOP_SIGNALS``) unless its trainer sends them.
+
+    A scheduler signals every process of a job. A worker ended by it would make the DataLoader raise inside
+    the trainer ("worker killed by signal") while the trainer finishes its step and saves; one that kept the
+    trainer's handler would raise inside itself. The trainer ends its workers itself when it stops, with a
+    sentinel, or at exit with SIGTERM (multiprocessing terminates daemonic children, then waits for them): that
+    SIGTERM must still end the worker, as torch's own worker handler does for a SIGTERM from the parent. So
+    SIGTERM is blocked and taken by a thread that looks at who sent it."""
+    for s in STOP_SIGNALS:
+        if s != signal.SIGTERM:
+            signal.signal(s, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):  # no sender to look at (macOS): the trainer's SIGTERM ends it
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    threading.Thread(target=_end_on_trainers_sigterm, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_on_trainers_sigterm(trainer: int) -> None:
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == trainer:
+            os._exit(0)
 
 
 def seed_generators(seed: int) -> None:

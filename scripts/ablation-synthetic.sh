@@ -34,7 +34,7 @@ for seed in $SEEDS; do
     start=$SECONDS
     "$PYTHON" "${cmd[@]}" "${common[@]}" --modelName "$name" --seed "$seed"
     "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset synthetic --split val --max_samples "$VAL_SAMPLES" \
-      --device "$DEVICE" --output "$OUTPUTS/$name"
+      --device "$DEVICE" --output "$OUTPUTS/$name" --overwrite
     "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$name/metrics.json" \
       --run_dir "$RUNS/$name" --method "$variant" --seed "$seed" --epochs "$EPOCHS" \
       --wall_seconds $((SECONDS - start)) --info "train_samples_per_epoch=$TRAIN_SAMPLES" \

@@ -23,7 +23,7 @@ sys.path.insert(0, REPO)
 from runtime.system import machine_description  # noqa: E402
 from runtime.versions import package_versions  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
-from utils.io import write_json  # noqa: E402
+from utils.io import write_bytes, write_json  # noqa: E402
 
 TIMEOUT_EXITS = (124, 137)  # coreutils' timeout stopped the step (137: it had to send KILL after INT)
 
@@ -161,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                "packages": package_versions(), "all_passed": all(s["status"] in ok for s in steps),
                "total_seconds": sum(s["seconds"] for s in steps), "steps": steps}
     write_json(os.path.join(args.out, "summary.json"), summary)
-    with open(os.path.join(args.out, "summary.md"), "w") as f:
-        f.write(markdown(summary))
+    write_bytes(os.path.join(args.out, "summary.md"), markdown(summary).encode())  # whole, or the old one
     print(markdown(summary), end="")
     return 0 if summary["all_passed"] else 1
 

@@ -24,5 +24,6 @@ export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
   --checkpoint trainmodel/demo/best.pt \
   --dataset synthetic \
   --split val \
-  --output outputs/demo
+  --output outputs/demo \
+  --overwrite
 echo "pictures: outputs/demo/pictures/  curves: trainmodel/demo/curves.png  PCKh curve: outputs/demo/pck_curve.png"

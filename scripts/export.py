@@ -19,7 +19,7 @@ sys.path.insert(0, REPO)
 
 from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export  # noqa: E402
 from inference.weights import load_checkpoint, resolve_checkpoint_path  # noqa: E402
-from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
+from utils.errors import UserInputError, exit_on_user_error, refuse_empty  # noqa: E402
 from utils.io import existing_parent_dir  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def _check_output(path: str, flag: str, source: str, overwrite: bool) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict[str, str]:
     """Write the export (and the ONNX graph); returns what was written, by kind."""
-    args = parse_args(argv)
+    args = refuse_empty(parse_args(argv), positional=("checkpoint", "output"))
     source = resolve_checkpoint_path(args.checkpoint)
     _check_output(args.output, "output", source, args.overwrite)
     if args.onnx is not None:

@@ -85,13 +85,13 @@ step train-supervised 300 "$OUT/runs/supervised/log.jsonl" \
   --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
 step test-supervised 60 "$OUT/test/supervised/metrics.json" \
   "$PYTHON" test.py --checkpoint "$OUT/runs/supervised/last.pt" --dataset lspet --path "$DATA" --split val \
-  --device "$DEVICE" --output "$OUT/test/supervised" ${test_samples[@]+"${test_samples[@]}"}
+  --device "$DEVICE" --output "$OUT/test/supervised" --overwrite ${test_samples[@]+"${test_samples[@]}"}
 step train-adversarial 240 "$OUT/runs/adversarial/log.jsonl" \
   "$PYTHON" train_adversarial.py "${common[@]}" --modelName adversarial --epochs "$HALF" \
   --pretrained "$OUT/runs/supervised/epoch_$HALF.pt" --set "lr_milestones=[$((DROP - HALF))]"
 step test-adversarial 60 "$OUT/test/adversarial/metrics.json" \
   "$PYTHON" test.py --checkpoint "$OUT/runs/adversarial/last.pt" --dataset lspet --path "$DATA" --split val \
-  --device "$DEVICE" --output "$OUT/test/adversarial" ${test_samples[@]+"${test_samples[@]}"}
+  --device "$DEVICE" --output "$OUT/test/adversarial" --overwrite ${test_samples[@]+"${test_samples[@]}"}
 
 quick=()
 if [ "$QUICK" = 1 ]; then quick=(--quick); fi

@@ -24,7 +24,7 @@ from datasets.mpii_official import (  # noqa: E402
     read_valid_h5,
     write_h5,
 )
-from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
+from utils.errors import UserInputError, exit_on_user_error, refuse_empty  # noqa: E402
 from utils.io import ensure_writable_dir  # noqa: E402
 
 SPLITS = ("train", "valid", "test")
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict[str, str]:
     """Write the three files; returns split -> path."""
-    args = parse_args(argv)
+    args = refuse_empty(parse_args(argv))
     check_mat_path(args.mat)
     valid = read_valid_h5(args.valid_from) if args.valid_from else read_valid_csv()
     paths = {split: os.path.join(args.out, f"{split}.h5") for split in SPLITS}

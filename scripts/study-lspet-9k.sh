@@ -91,7 +91,7 @@ run() {  # name method seed start_epoch epochs trainer [flags of a fresh run...]
     "$PYTHON" "$trainer" "${common[@]}" --overwrite --modelName "$name" --seed "$seed" --epochs "$epochs" "$@"
   fi
   "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset lspet --path "$DATA" --split val \
-    --device "$DEVICE" --output "$OUTPUTS/$name" ${VAL_SAMPLES:+--max_samples "$VAL_SAMPLES"}
+    --device "$DEVICE" --output "$OUTPUTS/$name" --overwrite ${VAL_SAMPLES:+--max_samples "$VAL_SAMPLES"}
   "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$name/metrics.json" \
     --run_dir "$RUNS/$name" --method "$method" --seed "$seed" --epochs "$EPOCHS" --wall_seconds $((SECONDS - start)) \
     --info "start_epoch=$start_epoch" --info "config_preset=$CONFIG" --info "date=$(date -u +%F)" \

@@ -7,6 +7,10 @@
 # Extra flags pass through, e.g.: bash scripts/train-adversarial-ddp.sh --pretrained trainmodel/hg4/best.pt
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# torchrun passes SIGTERM, SIGINT, SIGHUP and SIGQUIT on to every rank; SIGUSR1 and SIGUSR2 (a scheduler's
+# warning ahead of a time limit) only when named here (torchrun's --signals_to_handle; a torch without that
+# flag ignores the variable). Every rank then saves last.pt and stops (README "Preemption").
+export PET_SIGNALS_TO_HANDLE="${PET_SIGNALS_TO_HANDLE:-SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2}"
 torchrun \
   --nproc_per_node "${NGPU:-8}" \
   --nnodes "${NNODES:-1}" \

@@ -13,11 +13,12 @@ python3 train_supervised.py \
   --train_split train \
   --device cpu \
   --seed "${SEED:-0}" \
-  --set cache_images=True
+  --set cache_images=True \
+  "$@"
 python3 test.py \
   --checkpoint "trainmodel/${NAME:-lspet-mini-supervised}/best.pt" \
   --dataset lspet \
   --path "${DATA:-../shared/data/lspet-mini}" \
   --split val \
   --output "outputs/${NAME:-lspet-mini-supervised}" \
-  "$@"
+  --overwrite

@@ -412,7 +412,7 @@ def tested(finished_run, tmp_path_factory) -> tuple[str, list[str]]:
 def test_test_py_on_a_full_disk_keeps_the_earlier_files(tmp_path, capsys, monkeypatch, tested, target):
     done, args = tested
     out = shutil.copytree(done, tmp_path / "out")
-    args = [str(out) if a == done else a for a in args]
+    args = [str(out) if a == done else a for a in args] + ["--overwrite"]
     before = fingerprint(out)
     suffix = ".png" if target == "pictures" else os.path.splitext(target)[1]
     folder = os.path.join(out, "pictures") if target == "pictures" else str(out)
@@ -432,7 +432,7 @@ def test_predict_py_on_a_full_disk_keeps_the_earlier_json(tmp_path, capsys, monk
     predict.main(args)
     before = fingerprint(tmp_path / "p")
     _no_space_for(monkeypatch, lambda p: p.startswith(str(tmp_path / "p" / ".tmp-")) and p.endswith(".json"))
-    line = error_line(predict, args, capsys)
+    line = error_line(predict, [*args, "--overwrite"], capsys)
     assert line == f"error: cannot write {tmp_path / 'p' / 'photo.json'}: No space left on device"
     assert fingerprint(tmp_path / "p") == before
 

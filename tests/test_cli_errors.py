@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -104,14 +105,18 @@ def test_unreadable_training_image_names_the_file(tmp_path, capsys, lspet_bad):
 
 
 def test_unreadable_image_in_a_dataloader_worker_is_one_line_too(tmp_path, lspet_bad):
-    """A fresh process, as users run it: the worker's error comes back without its traceback."""
-    cmd = [sys.executable, "train_supervised.py", *train(tmp_path, "--dataset", "lspet", "--path", lspet_bad,
+    """A fresh process, as users run it: the worker's error comes back without its traceback. The missing
+    image is put back (a missing file is found before training); the undecodable one is found by a worker."""
+    data = shutil.copytree(lspet_bad, tmp_path / "lspet")
+    shutil.copy(data / "images" / "im00001.jpg", data / "images" / "im00003.jpg")
+    cmd = [sys.executable, "train_supervised.py", *train(tmp_path, "--dataset", "lspet", "--path", str(data),
                                                          "--max_train_samples", "16", "--workers", "2")]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "Caught" not in out.stderr and out.stderr.count("error:") == 1
-    assert re.match(BAD_IMAGE, re.split(r"[\r\n]+", out.stderr.strip())[-1]), out.stderr
+    assert re.match(r"error: cannot decode image: \S+im00005\.jpg", re.split(r"[\r\n]+", out.stderr.strip())[-1]), \
+        out.stderr
 
 
 def test_worker_error_message_is_reduced_to_the_original_line():

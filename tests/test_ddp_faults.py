@@ -31,6 +31,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = {"epochs": 2, "batch_size": 4, "synthetic_train_size": 16, "synthetic_val_size": 6, "workers": 0}
 POISONED_CALL = 2  # rank 1's NaN batch: its third step, the first of epoch 1 (2 steps per epoch per rank)
+STOPPED_AFTER = 3  # rank 1 alone gets SIGTERM after its third step: epoch 1, step 1 (2 steps per epoch)
 TIMEOUT_S = 120
 
 
@@ -92,9 +93,48 @@ def _record_epochs() -> list:
     return records
 
 
+def _stop_worker(scenario: str, out_dir: str) -> None:
+    """One rank of ``sigterm`` (only rank 1 gets SIGTERM, after its step STOPPED_AFTER), ``stop-resume`` (the
+    same command with --resume) or ``plain`` (the run without a stop), through ``train`` as the trainers run."""
+    import training.loop
+    import training.stopping
+    from config import load_config
+    from training.run import RunSpec
+    from utils.errors import exit_on_user_error
+
+    cfg = load_config("tiny", {**OVERRIDES, "method": "supervised", "deterministic": True})
+    run_dir = os.path.join(out_dir, "plain" if scenario == "plain" else "stopped")
+    spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=run_dir,
+                   device="cpu", resume=run_dir if scenario == "stop-resume" else None)
+    step, steps, stops = training.loop.train_step, [], []
+
+    def step_then_signal(*args, **kwargs):
+        out = step(*args, **kwargs)
+        steps.append(1)
+        if scenario == "sigterm" and _rank() == 1 and len(steps) == STOPPED_AFTER:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    stop_here = training.stopping.stop_here
+
+    def recording_stop(run, signum):
+        stops.append({"signum": signum, "iteration": run.state.iteration, "epoch_step": run.state.epoch_step})
+        stop_here(run, signum)
+
+    training.loop.train_step, training.loop.stop_here = step_then_signal, recording_stop
+    try:
+        exit_on_user_error(training.loop.train)(cfg, spec)  # as the entry scripts: one line, exit code 143
+    finally:
+        torch.save({"stops": stops, "steps": len(steps)}, os.path.join(out_dir, f"{scenario}-rank{_rank()}.pt"))
+
+
 def _worker(scenario: str, out_dir: str) -> None:
     """One rank of ``scenario``: train with the real loop (fault injected), dump what the test compares."""
     import numpy as np
+
+    if scenario in ("sigterm", "stop-resume", "plain"):
+        _stop_worker(scenario, out_dir)
+        return
 
     from config import load_config
     from training.build import raw_module
@@ -238,6 +278,34 @@ def test_resume_of_a_two_rank_checkpoint_in_one_process(faults, tmp_path):
     assert torch.equal(torch.get_rng_state(), ckpt["rng_ranks"][0]["torch"])
     fit(run)
     assert run.state.epoch == 3 and run.state.iteration == 4 + 4  # a single process takes every batch
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A 2-rank run where rank 1 alone gets SIGTERM, the same run resumed on 2 ranks, and the run without
+    a stop."""
+    out = tmp_path_factory.mktemp("ddp-stop")
+    launches = {scenario: _launch(scenario, out) for scenario in ("sigterm", "stop-resume", "plain")}
+    return out, launches
+
+
+def test_sigterm_on_one_rank_stops_every_rank_after_the_same_step_and_resumes_exactly(stopped):
+    out, launches = stopped
+    assert launches["sigterm"].returncode != 0  # torchrun reports the ranks' exit code 143 as a failure
+    assert "training/" not in launches["sigterm"].stderr  # no rank died with a traceback (torchrun prints its own)
+    lines = {line for line in launches["sigterm"].stderr.splitlines() if line.startswith("error: ")}
+    assert lines == {f"error: stopped by SIGTERM after iteration {STOPPED_AFTER} (epoch 1, step 1); resumable "
+                     f"checkpoint: {out}/stopped/last.pt; continue with the same command and --resume "
+                     f"{out}/stopped"}, launches["sigterm"].stderr[-3000:]
+    r0, r1 = _dumps(out, "sigterm")
+    assert r0["stops"] == r1["stops"] == [{"signum": signal.SIGTERM, "iteration": 3, "epoch_step": 1}]
+    assert r0["steps"] == r1["steps"] == STOPPED_AFTER
+    assert launches["stop-resume"].returncode == 0 and launches["plain"].returncode == 0
+    a = torch.load(out / "plain" / "last.pt", weights_only=True)
+    b = torch.load(out / "stopped" / "last.pt", weights_only=True)
+    assert a["state"]["iteration"] == b["state"]["iteration"] == 4
+    for k, v in a["generator"].items():
+        assert torch.equal(v, b["generator"][k]), f"generator.{k} differs after the stop and resume"
 
 
 def test_file_that_one_rank_cannot_read_stops_every_rank_with_one_line(tmp_path):

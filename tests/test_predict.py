@@ -209,8 +209,8 @@ def test_boxes_per_frame_and_per_image(run_dir, photos, tmp_path, capsys):
     (tmp_path / "short.json").write_text(json.dumps(per_frame[:2]))
     err = _fails(["--checkpoint", str(run_dir), "--image", str(video), "--output", str(tmp_path / "s"),
                   "--bboxes", str(tmp_path / "short.json")], capsys)
-    assert "short.json" in err and "no box for frame 2 (the list has 2)" in err
-    assert list((tmp_path / "s").iterdir()) == []  # neither output of the failed video is left
+    assert "short.json: 2 boxes for the 3 frames video" in err  # before the first frame, not at frame 2
+    assert list((tmp_path / "s").iterdir()) == []
 
     boxes = {"wide.png": [10, 5, 40, 50], "tall.png": [0, 0, 50, 80]}
     (tmp_path / "images.json").write_text(json.dumps(boxes))
@@ -252,8 +252,8 @@ def test_a_folder_with_an_unreadable_file(run_dir, photos, tmp_path, capsys):
 
     for name in ("tall.png", "wide.png"):
         (folder / name).write_bytes(b"")
-    err = _fails(["--checkpoint", str(run_dir), "--image", str(folder), "--output", str(out), "--skip_bad_images"],
-                 capsys)
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(folder), "--output", str(out), "--skip_bad_images",
+                  "--overwrite"], capsys)
     assert "no image could be decoded" in err and "broken.jpg, tall.png, wide.png" in err
 
 
@@ -302,6 +302,7 @@ def test_bad_boxes_are_one_line(run_dir, photos, tmp_path, capsys, box, message)
 def test_a_failed_write_names_the_file(run_dir, photos, tmp_path, capsys):
     out = tmp_path / "out"
     (out / "wide.json").mkdir(parents=True)  # the JSON cannot replace a folder
-    err = _fails(["--checkpoint", str(run_dir), "--image", str(photos / "wide.png"), "--output", str(out)], capsys)
+    err = _fails(["--checkpoint", str(run_dir), "--image", str(photos / "wide.png"), "--output", str(out),
+                  "--overwrite"], capsys)
     assert f"cannot write {out / 'wide.json'}" in err
     assert sorted(p.name for p in out.iterdir()) == ["wide.json"]  # no temporary file left

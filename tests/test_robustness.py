@@ -153,18 +153,18 @@ def test_sigkill_at_random_moments_then_resume_finishes_a_complete_run(tmp_path)
         last = run_dir / "last.pt"
         if last.exists() and load_checkpoint(str(last))["state"]["epoch"] == 3:
             break  # the kill landed after the final checkpoint (a fast CPU): the run is complete
-        resume = ["--resume", str(run_dir)] if last.exists() else []
-        # killed before its first checkpoint: start again (a fresh run into a used run folder needs --overwrite)
-        again = ["--overwrite"] if not resume and run_dir.exists() else []
+        # killed while its first last.pt was written, best.pt complete: resumes from best.pt; killed before its
+        # first checkpoint: the same command starts it again, no --overwrite needed
+        resume = ["--resume", str(run_dir)] if last.exists() or (run_dir / "best.pt").exists() else []
         stale = _temp_files(run_dir)
         # output to a file: orphaned workers of a killed run keep a pipe open until they notice (<= 5 s)
         err_file = tmp_path / "stderr.txt"
         with open(err_file, "w") as err_out:
-            proc = subprocess.Popen(_train_cmd(tmp_path, *resume, *again), cwd=REPO, env=env,
+            proc = subprocess.Popen(_train_cmd(tmp_path, *resume), cwd=REPO, env=env,
                                     stdout=subprocess.DEVNULL, stderr=err_out)
         deadline = time.monotonic() + 30
         if how == "mid-epoch":  # some random time after the run has written a checkpoint of its own
-            before = os.path.getmtime(run_dir / "last.pt") if resume else 0.0
+            before = os.path.getmtime(run_dir / "last.pt") if last.exists() else 0.0
             while proc.poll() is None and time.monotonic() < deadline and not (
                     (run_dir / "last.pt").exists() and os.path.getmtime(run_dir / "last.pt") > before):
                 time.sleep(0.005)

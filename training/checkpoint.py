@@ -137,7 +137,7 @@ class NonFiniteError(UserInputError):
 
 def load_pretrained_generator(generator: nn.Module, path: str, trust: bool = False) -> list[str]:
     """Initialise G from a checkpoint (e.g. a supervised run); returns occlusion keys it had to leave fresh."""
-    ckpt = load_checkpoint(path, trust)
+    ckpt = load_checkpoint(path, trust, "--pretrained")
     state, own = ckpt["generator"], generator.state_dict()
     mismatch = [k for k in state if k in own and state[k].shape != own[k].shape]
     if mismatch or any(k not in own for k in state if "occlusion" not in k):
@@ -157,7 +157,8 @@ def check_resume_compatible(ckpt: dict, method: str, dataset: str, net_args: dic
                              "(start a run from its weights with --pretrained)")
     saved_method = ckpt.get("method") or ckpt.get("config", {}).get("method")
     if saved_method != method:
-        raise UserInputError(f"--resume {path}: checkpoint is from a {saved_method} run, not {method}")
+        article = "an" if str(saved_method)[:1] in "aeiou" else "a"
+        raise UserInputError(f"--resume {path}: checkpoint is from {article} {saved_method} run, not {method}")
     if ckpt.get("dataset", dataset) != dataset:
         raise UserInputError(f"--resume {path}: checkpoint was trained on '{ckpt['dataset']}', not '{dataset}' "
                              f"(drop --dataset to continue on '{ckpt['dataset']}')")

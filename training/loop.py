@@ -2,13 +2,17 @@
 
 ``training.run.build_run`` makes every object of a run from the config and the run description; ``fit`` here
 runs the epochs, each a pass of ``train_step`` (training/steps.py) over the train loader, then validation,
-the epoch's log line, the learning-rate schedule and the checkpoints.
+the epoch's log line, the learning-rate schedule and the checkpoints. ``train`` wraps it for the entry
+scripts: the run directory's lock (training/runlock.py) and the stop signals of a scheduler
+(training/stopping.py) are held around it, not handled inside it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
+import warnings
 
 import torch
 from tqdm import tqdm
@@ -18,18 +22,20 @@ from inference.predict import validate
 from models import count_parameters
 from reporting.plots import plot_training_curves
 from runtime.device import choose_precision, precision_name
-from runtime.distributed import cleanup_distributed
+from runtime.distributed import cleanup_distributed, init_distributed
 from training.build import adversarial_params, error_loss_params, raw_module
 from training.checkpoint import NonFiniteError
 from training.run import Run, RunSpec, TrainState, build_run, save
+from training.runlock import run_dir_lock
 from training.stats import StepStats, epoch_means
 from training.steps import Nets, to_device, train_step
+from training.stopping import StopSignals, stop_here, stop_signals
 from utils.errors import Interrupted
 from utils.io import write_json
 
 
-def train_epoch(run: Run) -> tuple[int, int]:
-    """Run the rest of the current epoch; returns (steps, images) of the whole epoch."""
+def train_epoch(run: Run, stop: StopSignals) -> tuple[int, int]:
+    """Run the rest of the current epoch, or up to an agreed stop; returns (steps, images) of the epoch."""
     st, cfg, ctx = run.state, run.cfg, run.ctx
     adversarial = adversarial_params(cfg) if st.epoch >= cfg.adversarial_warmup_epochs else None
     loss = error_loss_params(cfg)
@@ -38,7 +44,7 @@ def train_epoch(run: Run) -> tuple[int, int]:
         net.train()
     stats = StepStats(run.device, st.iteration)
     start = time.perf_counter()
-    bar = tqdm(run.train_loader, desc=f"epoch {st.epoch}", disable=not run.dist.is_main, leave=False,
+    bar = tqdm(stop.batches(run.train_loader), desc=f"epoch {st.epoch}", disable=not run.dist.is_main, leave=False,
                initial=st.epoch_step, total=st.epoch_step + len(run.train_loader))
     for batch in bar:
         st.skipped_images += int(batch.pop("skipped", 0))  # only with --skip_bad_images
@@ -100,10 +106,12 @@ def epoch_record(st: TrainState, steps: int, images: int, lr: float, val: dict) 
     return rec
 
 
-def fit(run: Run) -> dict | None:
+def fit(run: Run, stop: StopSignals | None = None) -> dict | None:
     """Train until ``epochs``: each epoch trains, validates, logs, steps the schedules and saves; returns the
-    final validation result. Ctrl-C ends with one line naming the last checkpoint."""
+    final validation result. Ctrl-C ends with one line naming the last checkpoint; a stop signal noted on
+    ``stop`` saves the position and ends with one line naming it (``stop_here``)."""
     cfg, st = run.cfg, run.state
+    stop = stop or StopSignals()
     ranks = f" | {run.dist.world_size} process(es), {torch.distributed.get_backend()}" if run.dist.distributed else ""
     why = choose_precision(cfg.amp, run.device).reason
     run.say(f"{cfg.method} | {run.spec.dataset} | G {count_parameters(run.nets.generator):,} params | "
@@ -112,27 +120,12 @@ def fit(run: Run) -> dict | None:
     val = None
     try:
         while st.epoch < cfg.epochs:
-            steps, images = train_epoch(run)
+            steps, images = train_epoch(run, stop)
+            signum = stop.agreed()
+            if signum:  # mid-epoch, or after the epoch's last step: validation waits for the resumed run
+                stop_here(run, signum)
             val = validate(run.nets.generator, run.val_loader, run.val_set, run.infer, run.device, run.dist)
-            lr = run.optims["generator"].param_groups[0]["lr"]
-            run.log.write(epoch_record(st, steps, images, lr, val))
-            skipped = [f"{n} {what}" for n, what in ((st.skipped_batches, "non-finite batches"),
-                                                     (st.skipped_images, "unreadable images")) if n]
-            run.say(f"epoch {st.epoch}: " + ", ".join(f"{k} {v:.4g}"
-                                                      for k, v in epoch_means(st.sums, st.summed_steps).items())
-                    + f" | val {val['metric']} {val['mean']:.2f}" + (f" | skipped {', '.join(skipped)}" if skipped
-                                                                      else ""))
-            for s in run.schedulers.values():
-                s.step()
-            improved = val["mean"] > st.best_metric
-            st.best_metric = max(st.best_metric, val["mean"])
-            st.epoch, st.epoch_step, st.sums, st.summed_steps, st.seconds = st.epoch + 1, 0, {}, 0, 0.0
-            st.skipped_batches = st.skipped_images = 0
-            if improved:  # best.pt first: a kill between the two writes then repeats this epoch's end
-                save(run, "best.pt")
-            if st.epoch in cfg.snapshot_epochs:  # st.epoch now counts completed epochs
-                save(run, f"epoch_{st.epoch}.pt")
-            save(run, "last.pt")
+            end_epoch(run, steps, images, val)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; {run.last_good()}") from None
     finally:
@@ -140,17 +133,46 @@ def fit(run: Run) -> dict | None:
     return val
 
 
+def end_epoch(run: Run, steps: int, images: int, val: dict) -> None:
+    """The epoch's log line and summary, the schedules' step, then best.pt, a snapshot and last.pt."""
+    cfg, st = run.cfg, run.state
+    lr = run.optims["generator"].param_groups[0]["lr"]
+    run.log.write(epoch_record(st, steps, images, lr, val))
+    skipped = [f"{n} {what}" for n, what in ((st.skipped_batches, "non-finite batches"),
+                                             (st.skipped_images, "unreadable images")) if n]
+    run.say(f"epoch {st.epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in epoch_means(st.sums, st.summed_steps).items())
+            + f" | val {val['metric']} {val['mean']:.2f}" + (f" | skipped {', '.join(skipped)}" if skipped else ""))
+    with warnings.catch_warnings():
+        # resumed from a stop after an epoch's last step, this process steps the schedule before any optimiser
+        # step of its own: the order across the two processes is right, torch's check sees only this one
+        warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"), UserWarning)
+        for s in run.schedulers.values():
+            s.step()
+    improved = val["mean"] > st.best_metric
+    st.best_metric = max(st.best_metric, val["mean"])
+    st.epoch, st.epoch_step, st.sums, st.summed_steps, st.seconds = st.epoch + 1, 0, {}, 0, 0.0
+    st.skipped_batches = st.skipped_images = 0
+    if improved:  # best.pt first: a kill between the two writes then repeats this epoch's end
+        save(run, "best.pt")
+    if st.epoch in cfg.snapshot_epochs:  # st.epoch now counts completed epochs
+        save(run, f"epoch_{st.epoch}.pt")
+    save(run, "last.pt")
+
+
 def train(cfg: Config, spec: RunSpec) -> dict | None:
-    """Build the run, record its config, fit it, draw its curves."""
+    """Hold the run directory, build the run, record its config, fit it (a scheduler's stop signal saves and
+    ends it), draw its curves."""
     try:
-        run = build_run(cfg, spec)
-    except BaseException:  # e.g. a file one rank cannot read: leave the process group before exiting
+        dist, _ = init_distributed(spec.device)
+        with run_dir_lock(spec.run_dir, dist) as lock:
+            run = build_run(cfg, spec, lock)
+            if run.dist.is_main:
+                write_json(os.path.join(spec.run_dir, "config.json"), cfg.to_dict())
+            with stop_signals(run.dist.distributed) as stop:
+                val = fit(run, stop)
+            if run.dist.is_main and val is not None:
+                curves = plot_training_curves(spec.run_dir)
+                run.say(f"done: best val mean {run.state.best_metric:.2f} | {spec.run_dir}/best.pt | {curves}")
+    finally:  # e.g. a file one rank cannot read: leave the process group before exiting
         cleanup_distributed()
-        raise
-    if run.dist.is_main:
-        write_json(os.path.join(spec.run_dir, "config.json"), cfg.to_dict())
-    val = fit(run)
-    if run.dist.is_main and val is not None:
-        curves = plot_training_curves(spec.run_dir)
-        run.say(f"done: best val mean {run.state.best_metric:.2f} | {spec.run_dir}/best.pt | {curves}")
     return val

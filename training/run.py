@@ -7,21 +7,22 @@ best validation mean, ``epoch_<N>.pt`` after each of ``snapshot_epochs``) contin
 
 from __future__ import annotations
 
-import datetime
 import math
 import os
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
 
 from config import Config
-from datasets import build_dataset
+from datasets import build_dataset, check_image_files
 from datasets.base import PoseDataset
 from inference.predict import InferenceSettings, inference_settings, make_eval_loader
-from inference.weights import load_checkpoint
+from inference.weights import LOADED_FROM, fallback_note, load_checkpoint
 from runtime.device import autocast_dtype, precision_note
-from runtime.distributed import DistInfo, all_ranks_agree, failing_ranks, init_distributed
+from runtime.distributed import DistInfo, all_ranks_agree, failing_ranks, first_error, init_distributed
 from runtime.system import derived_seed, seed_everything, seed_generators, tune_malloc
 from training.build import (
     build_nets,
@@ -44,10 +45,11 @@ from training.checkpoint import (
     set_rng_state,
 )
 from training.data import make_train_loader
+from training.rundir import RESTART, check_run_dir, prepare_run_dir
+from training.runlock import RunLock
 from training.runlog import RunLog
 from training.steps import Nets, StepContext
 from utils.errors import UserInputError
-from utils.io import ensure_writable_dir
 
 
 @dataclass
@@ -106,6 +108,8 @@ class Run:
     train_loader: torch.utils.data.DataLoader = None
     sampler: object = None
     val_loader: torch.utils.data.DataLoader = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # kept by every checkpoint of this run
+    saved_at: tuple[int, int, int] | None = None  # (iteration, epoch, epoch_step) of this process's last last.pt
 
     def say(self, msg: str) -> None:
         """Print a line from the main rank only (between progress-bar updates)."""
@@ -117,34 +121,6 @@ class Run:
         path = os.path.join(self.spec.run_dir, "last.pt")
         return f"last good checkpoint kept: {path}" if os.path.isfile(path) else \
             f"no checkpoint saved yet in {self.spec.run_dir}"
-
-
-def check_run_dir(spec: RunSpec) -> bool:
-    """A fresh run never writes over another run's files: refuse a non-empty ``run_dir`` unless ``overwrite``.
-    Returns whether the old files must be moved aside; changes nothing."""
-    # rank 0's write check may hold a .write-test- file there for an instant: not a run's file
-    held = [n for n in os.listdir(spec.run_dir) if not n.startswith(".write-test-")] \
-        if os.path.isdir(spec.run_dir) else []
-    if not spec.resume and held:
-        if not spec.overwrite:
-            raise UserInputError(f"run directory {spec.run_dir} already holds a run: use --resume {spec.run_dir} "
-                                 f"to continue it, --overwrite to start again (the old files are moved aside), "
-                                 f"or another --modelName")
-        return True
-    return False
-
-
-def prepare_run_dir(spec: RunSpec, is_main: bool) -> None:
-    """``check_run_dir``, then with ``overwrite`` move the old files aside to ``<run_dir>.old-<timestamp>/``
-    (nothing is deleted), and check the folder is writable."""
-    if check_run_dir(spec):
-        if is_main:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            aside = f"{spec.run_dir.rstrip(os.sep)}.old-{stamp}"
-            os.rename(spec.run_dir, aside)
-            tqdm.write(f"moved the old run aside: {aside}")
-    if is_main:
-        ensure_writable_dir(spec.run_dir, "run directory (--save_root/--modelName)")
 
 
 def check_epoch_has_steps(train_size: int, batch_size: int, world_size: int, spec: RunSpec) -> None:
@@ -165,29 +141,30 @@ def check_readable_on_every_rank(files: dict[str, str], dist: DistInfo) -> None:
     if not dist.distributed:
         return  # one process: loading reports a missing file itself
     for flag, path in files.items():
-        if os.path.isdir(path):
-            path = os.path.join(path, "last.pt")
-        bad = failing_ranks(os.path.isfile(path) and os.access(path, os.R_OK))
+        bad = failing_ranks((os.path.isfile(path) or os.path.isdir(path)) and os.access(path, os.R_OK))
         if bad:
             raise UserInputError(f"{flag} {path}: cannot be read on {', '.join(bad)}; every rank reads it itself, "
                                  f"so it must be on a filesystem that every node mounts at the same path")
 
 
-def build_run(cfg: Config, spec: RunSpec) -> Run:
-    """Data, networks (placed, wrapped), optimisers, schedulers, log and state; resumed when asked."""
+def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
+    """Data, networks (placed, wrapped), optimisers, schedulers, log and state; resumed when asked. Every check
+    comes before anything in the run directory is moved or written (``lock``: the directory's, held by the
+    caller, which follows the directory when ``--overwrite`` moves the old one aside)."""
     tune_malloc()  # glibc: reuse freed activation buffers instead of fresh pages each step (CPU)
     dist, device = init_distributed(spec.device)
     check_readable_on_every_rank({"--resume": spec.resume} if spec.resume else
                                  {"--pretrained": cfg.pretrained} if cfg.pretrained else {}, dist)
-    check_run_dir(spec)  # before reading data: the cheap refusal first; nothing is moved or written yet
+    ckpt = load_checkpoint(spec.resume, spec.trust_checkpoint, "--resume") if spec.resume else None
+    if ckpt is not None:
+        check_epochs_left(ckpt, cfg.epochs)
+    layout = check_run_dir(spec.run_dir, ckpt, spec.overwrite)  # the cheap refusal before reading data
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
-    train_set = build_dataset(spec.dataset, spec.path, spec.train_split, cfg, train=True, flag="--train_split")
-    val_set = build_dataset(spec.dataset, spec.path, spec.val_split, cfg, train=False, flag="--val_split")
-    check_epoch_has_steps(len(train_set), cfg.batch_size, dist.world_size, spec)
+    train_set, val_set = load_data(cfg, spec, dist.world_size)
     nets, net_args = build_nets(cfg, train_set.spec.num_joints)
     fresh = load_pretrained_generator(nets.generator, cfg.pretrained, spec.trust_checkpoint) \
         if not spec.resume and cfg.pretrained else None
-    prepare_run_dir(spec, dist.is_main)  # every check passed: only now is anything moved or written
+    on_main_rank(dist, lambda: prepare_run_dir(spec.run_dir, layout, lock))  # only now: moves, writes
     if fresh is not None and dist.is_main:
         tqdm.write(f"initialised G from {cfg.pretrained}" + (f" ({len(fresh)} occlusion tensors fresh)"
                                                              if fresh else ""))
@@ -209,13 +186,55 @@ def build_run(cfg: Config, spec: RunSpec) -> Run:
     if note:
         run.say(note)
     if dist.is_main:
-        remove_stale_temp_files(spec.run_dir)  # left by a checkpoint write that was killed
-    if spec.resume:
-        restore(run, load_checkpoint(spec.resume, spec.trust_checkpoint), spec.resume)
+        remove_stale_temp_files(spec.run_dir)  # left by a checkpoint write that was killed; the folder is ours
+    if ckpt is not None:
+        note = fallback_note(spec.resume, ckpt[LOADED_FROM])
+        if note:
+            run.say(note)
+        restore(run, ckpt, ckpt[LOADED_FROM])
+    elif layout == RESTART:
+        run.log.truncate_after(0)  # the stopped start's epoch lines, if it got that far, are not this run's
     run.train_loader, run.sampler = make_train_loader(train_set, cfg, dist, spec, pin_memory=device.type == "cuda")
     run.val_loader = make_eval_loader(val_set, cfg.batch_size, cfg.workers, dist, spec.max_val_samples,
                                       pin_memory=device.type == "cuda")
     return run
+
+
+def check_epochs_left(ckpt: dict, epochs: int) -> None:
+    """Refuse to resume a run that has done its ``epochs`` already (before anything is read or written)."""
+    done = ckpt.get("state", {}).get("epoch", 0)
+    if done >= epochs:
+        raise UserInputError(f"--epochs: {ckpt[LOADED_FROM]} has already trained {done} of epochs={epochs}; pass "
+                             f"--epochs N with N > {done} to train further")
+
+
+def load_data(cfg: Config, spec: RunSpec, world_size: int) -> tuple[PoseDataset, PoseDataset]:
+    """The train and val sets, checked before any work: not empty, an epoch with at least one step, and every
+    image file that training and validation will read present and readable (found now, not after an epoch;
+    ``--skip_bad_images`` lets training go on without the train images that are not)."""
+    train_set = build_dataset(spec.dataset, spec.path, spec.train_split, cfg, train=True, flag="--train_split")
+    val_set = build_dataset(spec.dataset, spec.path, spec.val_split, cfg, train=False, flag="--val_split")
+    check_epoch_has_steps(len(train_set), cfg.batch_size, world_size, spec)
+    bad = check_image_files(train_set, spec.max_train_samples, "--train_split", allow=spec.skip_bad_images)
+    if bad:
+        tqdm.write(f"note: {bad} train images cannot be read; --skip_bad_images skips them")
+    check_image_files(val_set, spec.max_val_samples, "--val_split")
+    return train_set, val_set
+
+
+def on_main_rank(dist: DistInfo, action: Callable[[], None]) -> None:
+    """Run ``action`` on the main rank; under DDP every rank then stops with its one-line error if it failed,
+    rather than waiting in the next collective for a rank that has left."""
+    error = None
+    if dist.is_main:
+        try:
+            action()
+        except UserInputError as err:
+            error = str(err)
+    if dist.distributed:
+        error = first_error(error)
+    if error is not None:
+        raise UserInputError(error)
 
 
 def checkpoint(run: Run, rng_ranks: list[dict] | None = None) -> dict:
@@ -233,7 +252,7 @@ def checkpoint(run: Run, rng_ranks: list[dict] | None = None) -> dict:
         "scalers": {k: s.state_dict() for k, s in run.ctx.scalers.items()},
         "world_size": run.dist.world_size,
         "rng": rng_ranks[0] if rng_ranks else rng_state(run.device), "rng_ranks": rng_ranks or [rng_state(run.device)],
-        "state": vars(run.state).copy(), "git": git_revision(),
+        "state": vars(run.state).copy(), "git": git_revision(), "run_id": run.run_id,
     }
 
 
@@ -254,9 +273,7 @@ def restore(run: Run, ckpt: dict, path: str) -> None:
     else:  # a rank the checkpoint has no states for (more ranks than were saved): its own, not rank 0's
         seed_generators(derived_seed(run.cfg.seed, run.dist.rank, ckpt["state"]["iteration"]))
     run.state = TrainState(**ckpt["state"])
-    if run.state.epoch >= run.cfg.epochs:  # checked before the log is touched: a finished run stays as it was
-        raise UserInputError(f"--epochs: {path} has already trained {run.state.epoch} of epochs={run.cfg.epochs}; "
-                             f"pass --epochs N with N > {run.state.epoch} to train further")
+    run.run_id = ckpt.get("run_id") or run.run_id  # a checkpoint from before run ids: the run gets one now
     _convert_epoch_position(run, ckpt.get("world_size", run.dist.world_size))
     dropped = run.log.truncate_after(run.state.epoch)
     if dropped:
@@ -285,3 +302,5 @@ def save(run: Run, name: str) -> None:
     rng_ranks = gather_rng_states(run.device)  # a collective: every rank saves at the same iterations
     if run.dist.is_main:
         save_checkpoint(checkpoint(run, rng_ranks), os.path.join(run.spec.run_dir, name))
+    if name == "last.pt":
+        run.saved_at = (st.iteration, st.epoch, st.epoch_step)

@@ -8,11 +8,13 @@ file a user had before is left as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import re
 import secrets
+import stat
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +25,29 @@ import numpy as np
 
 from utils.errors import UserInputError
 
+NOT_FOUND = "not found"
+
+
+def file_problem(path: str) -> str | None:
+    """Why ``path`` cannot be read as a regular file (``NOT_FOUND``, a broken symlink, a symlink loop, a
+    directory, a FIFO or device, no read permission), or None when it can. Never opens the file: opening a
+    FIFO would wait for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symlink to a missing file" if os.path.islink(path) else NOT_FOUND
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symlink loop"
+        return err.strerror or str(err)
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, socket or device)"
+    if not os.access(path, os.R_OK):
+        return "not readable (permission denied)"
+    return None
+
 
 def existing_parent_dir(path: str, flag: str) -> str:
     """Return ``path`` after checking that the folder it would be written in exists."""
@@ -30,6 +55,30 @@ def existing_parent_dir(path: str, flag: str) -> str:
     if not os.path.isdir(folder):
         raise UserInputError(f"{flag}: directory not found: {folder}")
     return path
+
+
+def some_names(paths: list[str], shown: int = 4) -> str:
+    """The first ``shown`` of ``paths`` and how many more: "a.json, a.png and 3 more"."""
+    more = len(paths) - shown
+    return ", ".join(paths[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def check_replaceable(outputs: list[str], inputs: list[str], flag: str, overwrite: bool) -> list[str]:
+    """Check, before anything is written, the files a tool is about to write: an output that is one of its
+    ``inputs`` is refused even with ``overwrite`` (the input would be gone before it is read again), an
+    existing one needs ``overwrite``. Returns the existing outputs, for the caller to name before replacing
+    them. ``flag`` names the output flag in the one-line errors."""
+    existing = [p for p in outputs if os.path.lexists(p)]
+    for out in existing:
+        same = next((i for i in inputs if os.path.exists(i) and os.path.exists(out) and os.path.samefile(i, out)),
+                    None)
+        if same is not None:
+            raise UserInputError(f"{flag}: writing {out} would replace the input {same}; choose another {flag}")
+    if existing and not overwrite:
+        raise UserInputError(f"{flag}: {len(existing)} file{'s' if len(existing) > 1 else ''} would be replaced "
+                             f"({some_names(existing)}); pass --overwrite to replace them, or choose another "
+                             f"{flag}")
+    return existing
 
 
 def ensure_writable_dir(path: str, flag: str) -> str:
