@@ -21,7 +21,7 @@ from inference.scoring import score_dataset
 from inference.weights import LOADED_FROM, load_generator
 from runtime.device import autocast, autocast_dtype, place_images, precision_name
 from runtime.distributed import DistInfo
-from runtime.system import single_threaded_opencv, worker_init
+from runtime.system import WorkerLoader, single_threaded_opencv, worker_init
 from utils.errors import UserInputError
 from utils.geometry import apply_affine, heatmap_to_input, invert_affine
 from utils.heatmaps import decode_heatmaps, flip_back
@@ -94,8 +94,8 @@ def make_eval_loader(dataset: PoseDataset, batch_size: int, workers: int, dist_i
     sampler = EpochSampler(size, shuffle=False, rank=dist_info.rank, world_size=dist_info.world_size)
     if workers > 0:
         single_threaded_opencv()
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                       pin_memory=pin_memory, worker_init_fn=worker_init if workers > 0 else None)
+    return WorkerLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        pin_memory=pin_memory, worker_init_fn=worker_init if workers > 0 else None)
 
 
 def validate(generator: torch.nn.Module, loader, dataset: PoseDataset, settings: InferenceSettings,

@@ -87,9 +87,26 @@ def ignore_stop_signals_of_others() -> None:
         if s != signal.SIGTERM:
             signal.signal(s, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):  # no sender to look at (macOS): the trainer's SIGTERM ends it
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked since the fork (WorkerLoader)
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     threading.Thread(target=_end_on_trainers_sigterm, args=(os.getppid(),), daemon=True).start()
+
+
+class WorkerLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose worker processes start with the stop signals blocked.
+
+    A scheduler signals every process of a job, and a worker forked just then would meet the signal before
+    its ``worker_init`` keeps such signals away: torch's own handler would end it and the trainer would fail
+    with "worker killed by signal" while it saves. Blocked across the fork, the signal waits in the worker
+    until ``worker_init`` ignores it, and reaches this process when the block ends."""
+
+    def __iter__(self):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _end_on_trainers_sigterm(trainer: int) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import default_collate
 
 from config import Config
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
 from runtime.distributed import DistInfo
-from runtime.system import single_threaded_opencv, worker_init
+from runtime.system import WorkerLoader, single_threaded_opencv, worker_init
 from utils.errors import UserInputError
 
 
@@ -43,7 +43,7 @@ def collate_skipping(samples: list) -> dict:
 
 
 def make_train_loader(dataset: PoseDataset, cfg: Config, dist_info: DistInfo, spec,
-                      pin_memory: bool = False) -> tuple[DataLoader, EpochSampler]:
+                      pin_memory: bool = False) -> tuple[WorkerLoader, EpochSampler]:
     """Shuffled loader whose sampler yields (index, epoch): augmentation depends only on seed, epoch, index.
 
     ``pin_memory`` only for a CUDA model. Workers start with each epoch and end with it (not persistent), so
@@ -56,7 +56,7 @@ def make_train_loader(dataset: PoseDataset, cfg: Config, dist_info: DistInfo, sp
     workers = cfg.workers
     if workers > 0:
         single_threaded_opencv()
-    loader = DataLoader(
+    loader = WorkerLoader(
         data, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, drop_last=True,
         pin_memory=pin_memory,
         prefetch_factor=4 if workers > 0 else None, worker_init_fn=worker_init if workers > 0 else None,
