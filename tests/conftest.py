@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -84,3 +85,21 @@ def rmsprop_per_net(nets) -> dict:
 
     return {k: torch.optim.RMSprop(getattr(nets, k).parameters(), lr=1e-3)
             for k in ("generator", "pose_disc", "conf_disc") if getattr(nets, k) is not None}
+
+
+def last_line(err: str) -> str:
+    """The last line of stderr, after any progress bar (tqdm draws with carriage returns)."""
+    return re.split(r"[\r\n]+", err.strip())[-1]
+
+
+def error_line(entry, argv: list[str], capsys, code: int = 2) -> str:
+    """Run an entry point's main: exit ``code``, exactly one ``error:`` line, the last one, no traceback."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        entry.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == code, err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    line = last_line(err)
+    assert line.startswith("error: "), err
+    return line

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import error_line, last_line
 
 import predict
 import test as test_entry
@@ -55,24 +56,6 @@ def fingerprint(folder) -> dict[str, str]:
             with open(path, "rb") as f:
                 out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
     return out
-
-
-def last_line(err: str) -> str:
-    """The last line of stderr, after any progress bar (tqdm draws with carriage returns)."""
-    return re.split(r"[\r\n]+", err.strip())[-1]
-
-
-def error_line(entry, argv: list[str], capsys, code: int = 2) -> str:
-    """Run an entry point's main: exit ``code``, exactly one ``error:`` line, the last one, no traceback."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        entry.main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == code, err
-    assert "Traceback" not in err and err.count("error:") == 1, err
-    line = last_line(err)
-    assert line.startswith("error: "), err
-    return line
 
 
 @pytest.fixture(scope="module")

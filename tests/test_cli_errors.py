@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import error_line
 
 import predict
 import test as test_entry
@@ -28,20 +29,6 @@ from utils.errors import UserInputError, one_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-
-
-
-def error_line(entry, args, capsys) -> str:
-    """Run an entry point's main; check exit code 2 and a single ``error:`` line (after any progress bar)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        entry.main(args)
-    err = capsys.readouterr().err
-    assert exc.value.code == 2
-    assert "Traceback" not in err and err.count("error:") == 1, err
-    last = re.split(r"[\r\n]+", err.strip())[-1]
-    assert last.startswith("error: "), err
-    return last
 
 
 def train(tmp_path, *extra):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import error_line
 
 import predict
 import test as test_entry
@@ -43,19 +43,6 @@ def fingerprint(folder) -> dict[str, bytes]:
             with open(path, "rb") as f:
                 out[os.path.relpath(path, folder)] = f.read()
     return out
-
-
-def error_line(entry, argv: list[str], capsys, code: int = 2) -> str:
-    """Run an entry point's main: exit ``code``, one ``error:`` line, the last one, no traceback."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        entry.main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == code, err
-    assert "Traceback" not in err and err.count("error:") == 1, err
-    line = re.split(r"[\r\n]+", err.strip())[-1]
-    assert line.startswith("error: "), err
-    return line
 
 
 def train_args(save_root, *extra) -> list[str]:

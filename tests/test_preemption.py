@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import last_line
 
 import train_adversarial
 import train_supervised
@@ -97,10 +97,6 @@ def _assert_same_run(a_dir, b_dir, nets: list[str]) -> None:
     assert _log(a_dir) == _log(b_dir)  # print_every 1: the logged means are summed in the same order
 
 
-def _last_line(err: str) -> str:
-    return re.split(r"[\r\n]+", err.strip())[-1]
-
-
 @pytest.mark.parametrize(("method", "sig", "after", "twice"), [
     ("supervised", signal.SIGTERM, 3, "once"),  # mid-epoch: epoch 0, step 3 of 4
     ("adversarial", signal.SIGUSR1, 4, "twice"),  # after the epoch's last step, before its validation
@@ -115,7 +111,7 @@ def test_a_stop_signal_saves_the_position_and_resume_continues_bit_exactly(tmp_p
     assert "Traceback" not in done.stderr and done.stderr.count("error:") == 1, done.stderr
     epoch, step = divmod(after, STEPS_PER_EPOCH) if after % STEPS_PER_EPOCH else (after // STEPS_PER_EPOCH - 1,
                                                                                    STEPS_PER_EPOCH)
-    assert _last_line(done.stderr) == (
+    assert last_line(done.stderr) == (
         f"error: stopped by {sig.name} after iteration {after} (epoch {epoch}, step {step}); resumable checkpoint: "
         f"{run_dir}/last.pt; continue with the same command and --resume {run_dir}")
     state = load_checkpoint(str(run_dir / "last.pt"))["state"]
@@ -149,7 +145,7 @@ def test_sigterm_to_every_process_of_the_job_at_any_moment(tmp_path):
         proc.stdout.close()
     err = (tmp_path / "stderr.txt").read_text()
     assert proc.returncode == 143 and "Traceback" not in err, err
-    assert _last_line(err).startswith("error: stopped by SIGTERM after iteration ")
+    assert last_line(err).startswith("error: stopped by SIGTERM after iteration ")
     resumed = subprocess.run([sys.executable, "train_supervised.py", *args, "--resume", str(run_dir)], cwd=REPO,
                              env=ENV, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
@@ -183,5 +179,5 @@ def test_sigterm_to_predict_py_during_a_video_leaves_no_temporary_file(tmp_path,
                            "--output", str(out), "--device", "cpu"], cwd=REPO, env=ENV, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 143, done.stderr
-    assert _last_line(done.stderr).rsplit("\r", 1)[-1] == "error: stopped by SIGTERM"
+    assert last_line(done.stderr).rsplit("\r", 1)[-1] == "error: stopped by SIGTERM"
     assert os.listdir(out) == []  # neither the hidden .tmp-*.mp4 nor .tmp-*.jsonl is left
