@@ -260,3 +260,25 @@ def test_mid_epoch_position_converts_between_process_counts(tmp_path, saved_worl
     run.dist = DistInfo(rank=0, world_size=world)
     restore(run, ckpt, "test")
     assert run.state.epoch_step == step
+
+
+@pytest.mark.parametrize(("first", "then"), [("bf16", "fp16"), ("fp16", "off"), ("fp16", "fp16")])
+def test_resume_across_precisions(tmp_path, monkeypatch, first, then):
+    """A bf16 or fp32 checkpoint (empty loss-scaler states) resumes in fp16 (a V100 or T4) from the default
+    scale; an fp16 checkpoint resumes without scaling, or in fp16 with its saved scales."""
+    import train_supervised
+    from inference.weights import load_checkpoint
+
+    args = ["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path), "--modelName", "r",
+            "--max_train_samples", "8", "--max_val_samples", "4"]
+    train_supervised.main([*args, "--epochs", "1", "--set", f"amp={first}"])
+    saved = load_checkpoint(str(tmp_path / "r" / "last.pt"))["scalers"]["generator"]
+    assert bool(saved) == (first == "fp16")
+    loaded = []
+    load = torch.amp.GradScaler.load_state_dict
+    monkeypatch.setattr(torch.amp.GradScaler, "load_state_dict", lambda self, state: loaded.append(state) or
+                        load(self, state))
+    train_supervised.main([*args, "--epochs", "2", "--resume", str(tmp_path / "r"), "--set", f"amp={then}"])
+    resumed = load_checkpoint(str(tmp_path / "r" / "last.pt"))
+    assert resumed["state"]["epoch"] == 2 and bool(resumed["scalers"]["generator"]) == (then == "fp16")
+    assert loaded == ([saved] if first == then == "fp16" else [])  # the saved scale goes on only into fp16

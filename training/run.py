@@ -266,7 +266,11 @@ def restore(run: Run, ckpt: dict, path: str) -> None:
     for k, s in run.schedulers.items():
         s.load_state_dict(ckpt["schedulers"][k])
     for k, s in run.ctx.scalers.items():
-        s.load_state_dict(ckpt.get("scalers", {}).get(k) or ckpt.get("scaler") or {})
+        state = ckpt.get("scalers", {}).get(k) or ckpt.get("scaler") or {}
+        # a bf16 or fp32 run saves an empty state, which an fp16 run's (enabled) scaler refuses: it then starts
+        # from its default scale; a saved fp16 scale means nothing to a disabled scaler
+        if state and s.is_enabled():
+            s.load_state_dict(state)
     rng = rank_rng_state(ckpt, run.dist.rank)
     if rng is not None:
         set_rng_state(rng, run.device)
