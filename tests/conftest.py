@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -103,3 +104,14 @@ def error_line(entry, argv: list[str], capsys, code: int = 2) -> str:
     line = last_line(err)
     assert line.startswith("error: "), err
     return line
+
+
+def fingerprint(folder) -> dict[str, str]:
+    """sha256 of every file below ``folder`` (hidden temp files included), by relative path."""
+    out = {}
+    for base, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out

@@ -10,7 +10,6 @@ a subprocess for the file-size limit and Ctrl-C, which act on a whole process.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import error_line, last_line
+from conftest import error_line, fingerprint, last_line
 
 import predict
 import test as test_entry
@@ -45,17 +44,6 @@ def train_args(save_root, *extra) -> list[str]:
     than the split is fine)."""
     return ["--config", "config.tiny", "--dataset", "synthetic", "--device", "cpu", "--save_root", str(save_root),
             "--max_train_samples", "8", "--max_val_samples", "50", *extra]
-
-
-def fingerprint(folder) -> dict[str, str]:
-    """sha256 of every file below ``folder`` (hidden temp files included), by relative path."""
-    out = {}
-    for base, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import error_line
+from conftest import error_line, fingerprint
 
 import predict
 import test as test_entry
@@ -32,17 +32,6 @@ from inference.weights import load_checkpoint
 from utils.errors import UserInputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def fingerprint(folder) -> dict[str, bytes]:
-    """Every file below ``folder`` (hidden ones included) by relative path, with its bytes."""
-    out = {}
-    for base, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = f.read()
-    return out
 
 
 def train_args(save_root, *extra) -> list[str]:
