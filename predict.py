@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 
+from checkpoint import fallback_note
 from config.default_config import CHOICES
 from inference.predictor import Boxes, Predictor, check_box, plan_jobs, predict_files, read_boxes
-from inference.weights import fallback_note
 from utils.errors import exit_on_user_error, refuse_empty
 from utils.io import check_replaceable, ensure_writable_dir, some_names
 

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from checkpoint import fallback_note
 from config import load_config
 from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT, build_dataset
@@ -31,7 +32,6 @@ from inference.scoring import (
     write_predictions,
 )
 from inference.submission import SUBMISSION_NAME, write_mpii_submission
-from inference.weights import fallback_note
 from reporting.plots import plot_pck_curve, save_prediction_pictures
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
 from utils.io import check_replaceable, ensure_writable_dir, some_names

@@ -9,7 +9,7 @@ discriminators, following Algorithm 1. Ablations of the paper's Fig. 9:
 
 from __future__ import annotations
 
-from cli.training import resolve_config, run_spec, training_parser
+from cli.training import resolve_config, resumed_settings, run_spec, training_parser
 from training.loop import train
 from utils.errors import exit_on_user_error, refuse_empty
 
@@ -18,7 +18,8 @@ from utils.errors import exit_on_user_error, refuse_empty
 def main(argv: list[str] | None = None) -> dict | None:
     """Parse flags, resolve the config, train adversarially; returns the last validation result."""
     args = refuse_empty(training_parser(__doc__, "adversarial").parse_args(argv))
-    return train(resolve_config(args), run_spec(args))
+    resumed = resumed_settings(args)
+    return train(resolve_config(args, resumed), run_spec(args, resumed))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ import argparse
 import os
 import socket
 
+from checkpoint import load_checkpoint
 from config import Config, config_from_dict, load_config, parse_overrides, preset_name
 from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT
-from inference.weights import load_checkpoint
 from runtime.distributed import launch_rank
-from training.run import RunSpec
 from training.rundir import unfinished_start
+from training.spec import RunSpec
 from utils.errors import UserInputError
 
 # flag -> config key for flags that set a value (None = not given on the command line)
@@ -81,22 +81,22 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
     return p
 
 
-def resumed_run(args: argparse.Namespace) -> dict | None:
-    """The small part of the --resume checkpoint the flags default to (loaded once), or None without --resume."""
+def resumed_settings(args: argparse.Namespace) -> dict | None:
+    """What the flags default to on --resume (``resolve_config``, ``run_spec``): the checkpoint's config, dataset
+    and data; None without --resume. The run itself reads the checkpoint again, under its run directory's lock
+    (``training.run.build_run``): the weights are not held here for the whole run."""
     if not args.resume:
         return None
-    if getattr(args, "_resumed_run", None) is None:
-        check_has_checkpoint(args.resume)
-        try:
-            ckpt = load_checkpoint(args.resume, args.trust_checkpoint, "--resume")
-        except UserInputError as err:  # under torchrun every rank reads it: say which one could not
-            rank = launch_rank()
-            if rank is None:
-                raise
-            raise UserInputError(f"{rank} (host {socket.gethostname()}): {err}; every rank reads --resume "
-                                 f"itself, so it must be on a filesystem every node mounts at the same path") from None
-        args._resumed_run = {k: ckpt.get(k) for k in ("config", "dataset", "data")}
-    return args._resumed_run
+    check_has_checkpoint(args.resume)
+    try:
+        ckpt = load_checkpoint(args.resume, args.trust_checkpoint, "--resume")
+    except UserInputError as err:  # under torchrun every rank reads it: say which one could not
+        rank = launch_rank()
+        if rank is None:
+            raise
+        raise UserInputError(f"{rank} (host {socket.gethostname()}): {err}; every rank reads --resume "
+                             f"itself, so it must be on a filesystem every node mounts at the same path") from None
+    return {k: ckpt.get(k) for k in ("config", "dataset", "data")}  # a weights-only file has no data
 
 
 def check_has_checkpoint(resume: str) -> None:
@@ -107,9 +107,9 @@ def check_has_checkpoint(resume: str) -> None:
                              f"first one); run the same command without --resume to start it again")
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
-    """Preset + flags + --set; on --resume the checkpoint's config + only the flags given now.
-    ``method`` is the entry script's and cannot be overridden."""
+def resolve_config(args: argparse.Namespace, resumed: dict | None) -> Config:
+    """Preset + flags + --set; on --resume the checkpoint's config (``resumed``: ``resumed_settings``) + only the
+    flags given now. ``method`` is the entry script's and cannot be overridden."""
     overrides, sources = {}, {}
     for flag, key in FLAG_TO_KEY.items():
         if getattr(args, flag, None) is not None:
@@ -126,9 +126,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
     overrides["method"], sources["method"] = args.method, "the entry script"
     if overrides.get("pretrained") and args.resume:
         raise UserInputError("--pretrained and --resume exclude each other (resume restores G already)")
-    saved = resumed_run(args)
-    if saved is not None:
-        return config_from_dict(saved["config"] or {}).with_overrides(overrides, sources)
+    if resumed is not None:
+        return config_from_dict(resumed["config"] or {}).with_overrides(overrides, sources)
     return load_config(preset_name(args.config), overrides, sources)
 
 
@@ -149,9 +148,10 @@ def plain_name(name: str) -> str:
     return name
 
 
-def run_spec(args: argparse.Namespace) -> RunSpec:
-    """The non-config part of a run from the parsed flags (on --resume, unset data flags from the checkpoint)."""
-    saved = resumed_run(args) or {}
+def run_spec(args: argparse.Namespace, resumed: dict | None) -> RunSpec:
+    """The non-config part of a run from the parsed flags (on --resume, unset data flags from the checkpoint's
+    ``resumed``: ``resumed_settings``)."""
+    saved = resumed or {}
     data = saved.get("data") or {}
     dataset = args.dataset or saved.get("dataset") or "synthetic"
     if args.resume and os.path.isdir(args.resume):

@@ -1,7 +1,7 @@
 """Weights to share: a training checkpoint -> a weights-only file (and optionally an ONNX graph of G).
 
 The weights-only file holds tensors and plain values only, so it loads with ``torch.load(weights_only=True)``
-(``inference.weights.load_checkpoint`` reads it like a training checkpoint; test.py and predict.py accept it):
+(``checkpoint.load_checkpoint`` reads it like a training checkpoint; test.py and predict.py accept it):
 
     format            "posenet-generator" (this module's marker), format_version 1
     generator         G's state dict (float tensors in float32, or float16 with ``fp16``: loading copies them

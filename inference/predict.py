@@ -12,13 +12,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from checkpoint import LOADED_FROM
 from config import Config
 from datasets import build_dataset, check_image_files
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
 from datasets.skeleton import JointSpec
 from inference.scoring import score_dataset
-from inference.weights import LOADED_FROM, load_generator
+from inference.weights import load_generator
 from runtime.device import autocast, autocast_dtype, place_images, precision_name
 from runtime.distributed import DistInfo
 from runtime.system import WorkerLoader, single_threaded_opencv, worker_init

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from checkpoint import LOADED_FROM
 from config import Config
 from datasets import DATASETS
 from datasets.base import eval_crop, read_image
 from datasets.skeleton import JointSpec
 from inference.predict import heatmaps_to_original, predict_heatmaps
-from inference.weights import LOADED_FROM, load_generator
+from inference.weights import load_generator
 from runtime.device import autocast_dtype, place_images, precision_name
 from utils.drawing import YELLOW, draw_pose
 from utils.errors import UserInputError

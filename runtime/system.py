@@ -128,6 +128,12 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of DDP rank ``rank``'s generators: ``seed`` itself on rank 0 (a run of one process draws as it
+    always has), ``derived_seed(seed, rank)`` on the others."""
+    return seed if rank == 0 else derived_seed(seed, rank)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed Python, NumPy and torch; optionally force deterministic kernels (bit-exact CPU resume)."""
     seed_generators(seed)

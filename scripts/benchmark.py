@@ -58,10 +58,11 @@ from training.build import (  # noqa: E402
     adversarial_params,
     build_nets,
     build_optimizers,
+    build_step_context,
     error_loss_params,
     place_nets,
 )
-from training.steps import StepContext, to_device, train_step  # noqa: E402
+from training.steps import to_device, train_step  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
 from utils.io import write_json  # noqa: E402
 
@@ -213,27 +214,14 @@ class Setup:
             torch._dynamo.reset()
         channels_last = optimized and cfg.channels_last
         place_nets(self.nets, device, channels_last=channels_last, compile_=self.compiled)
-        if optimized:
-            self.opts = build_optimizers(self.nets, cfg, device)
-        else:  # PyTorch's default kernels for the same optimisers and hyper-parameters
-            self.opts = {"generator": _default_optimizer(cfg.optimizer, self.nets.generator, cfg.lr, cfg.momentum,
-                                                         cfg.weight_decay)}
-            for name in ("pose_disc", "conf_disc"):
-                if getattr(self.nets, name) is not None:
-                    self.opts[name] = _default_optimizer("RMSprop", getattr(self.nets, name), cfg.disc_lr, 0.0, 0.0)
+        self.opts = build_optimizers(self.nets, cfg, device, fast=optimized)  # plain: PyTorch's default kernels
         dtype = choose_precision(cfg.amp, device).dtype if optimized else None
-        scalers = {k: torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) for k in self.opts}
-        self.ctx = StepContext(device, dtype, scalers, cfg.grad_clip, channels_last)
+        self.ctx = build_step_context(device, dtype, self.opts, cfg.grad_clip, channels_last)
         self.loss, self.adv = error_loss_params(cfg), adversarial_params(cfg)
 
     def step(self, batch: dict) -> dict:
         """One real training step, host->device copy included (as in the training loop)."""
         return train_step(self.nets, self.opts, to_device(batch, self.ctx), self.ctx, self.loss, self.adv)
-
-
-def _default_optimizer(name: str, net: torch.nn.Module, lr: float, momentum: float, weight_decay: float):
-    kwargs = {} if name == "Adam" else {"momentum": momentum}
-    return getattr(torch.optim, name)(net.parameters(), lr=lr, weight_decay=weight_decay, **kwargs)
 
 
 def step_flops(cfg, method: str, batch: dict) -> int:

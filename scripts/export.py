@@ -17,8 +17,8 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from checkpoint import load_checkpoint, resolve_checkpoint_path  # noqa: E402
 from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export  # noqa: E402
-from inference.weights import load_checkpoint, resolve_checkpoint_path  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty  # noqa: E402
 from utils.io import existing_parent_dir  # noqa: E402
 

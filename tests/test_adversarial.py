@@ -17,13 +17,13 @@ from conftest import adversarial_batch, rmsprop_per_net
 import test as test_entry
 import train_adversarial
 import train_supervised
+from checkpoint import load_checkpoint
 from config import load_config
-from inference.weights import load_checkpoint
 from models import count_parameters
 from training.build import adversarial_params, build_nets, error_loss_params, generator_args
-from training.checkpoint import load_pretrained_generator
 from training.losses import confidence_fake_targets, masked_bce, pose_fake_targets
-from training.run import build_run, checkpoint
+from training.preflight import check_pretrained
+from training.run import build_run, checkpoint_of, load_pretrained
 from training.steps import Nets, StepContext, adversarial_step, adversarial_targets, to_device, train_step
 
 J = 16  # joints of the synthetic dataset (MPII layout)
@@ -322,9 +322,9 @@ def test_dropping_a_discriminator_removes_its_net_optimiser_checkpoint_entry_and
     run = build_run(cfg, spec)
     assert getattr(run.nets, dropped) is None and getattr(run.nets, kept) is not None
     assert set(run.optims) == {"generator", kept} == set(run.schedulers) == set(run.ctx.scalers)
-    ckpt = checkpoint(run)
+    ckpt = checkpoint_of(run)
     assert dropped not in ckpt and kept in ckpt and "generator" in ckpt
-    assert dropped not in ckpt["optimizers"] and dropped not in ckpt["net_args"] and dropped not in ckpt["scalers"]
+    assert dropped not in ckpt["optimizers"] and dropped not in ckpt["disc_args"] and dropped not in ckpt["scalers"]
     batch = to_device(next(iter(run.train_loader)), run.ctx)
     stats = train_step(run.nets, run.optims, batch, run.ctx, error_loss_params(cfg), adversarial_params(cfg))
     assert not any(k.startswith((f"L_{prefix}", f"{prefix}_", f"{prefix.lower()}_fake")) for k in stats)
@@ -342,7 +342,9 @@ def test_pretrained_single_task_checkpoint_initialises_a_multi_task_g(tmp_path):
     path = tmp_path / "single.pt"
     torch.save({"generator": single.state_dict(), "model_args": generator_args(single_cfg, J)}, path)
     multi = _tiny_nets(load_config("tiny")).generator
-    fresh = load_pretrained_generator(multi, str(path))
+    ckpt = load_checkpoint(str(path))
+    check_pretrained(ckpt, multi.state_dict())
+    fresh = load_pretrained(multi, ckpt)
     assert fresh and all("occlusion" in k for k in fresh)
     own = multi.state_dict()
     assert all(torch.equal(own[k], v) for k, v in single.state_dict().items())
@@ -375,7 +377,7 @@ def _check_run(run_dir, epochs: int) -> list[dict]:
         assert ckpt[name], name
         opt = ckpt["optimizers"][name]
         assert opt["state"], f"{name} optimiser has no state: never stepped?"
-    assert set(ckpt["net_args"]) == {"generator", "pose_disc", "conf_disc"}
+    assert set(ckpt["disc_args"]) == {"pose_disc", "conf_disc"} and ckpt["model_args"]["num_joints"] == J
     return log
 
 

@@ -7,7 +7,7 @@ import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOORS = {"utils": 0, "config": 1, "datasets": 2, "models": 2, "runtime": 2, "inference": 3, "reporting": 4,
-          "training": 5, "cli": 6}
+          "training": 5, "cli": 6, "checkpoint": 2}
 
 
 def _project_imports(path: str) -> set[str]:

@@ -32,7 +32,7 @@ import predict
 import test as test_entry
 import train_adversarial
 import train_supervised
-from inference.weights import load_checkpoint
+from checkpoint import load_checkpoint
 from utils.errors import UserInputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -20,8 +20,8 @@ import predict
 import test as test_entry
 import train_adversarial
 import train_supervised
+from checkpoint import load_checkpoint
 from config import load_config
-from inference.weights import load_checkpoint
 from models import build_generator
 from training.build import generator_args
 from training.run import RunSpec, build_run, save
@@ -51,7 +51,7 @@ def ckpt14(run16, tmp_path_factory) -> str:
     """The same checkpoint with a 14-joint generator, still claiming the 16-joint synthetic dataset."""
     ckpt = load_checkpoint(run16)
     args = generator_args(load_config("tiny"), 14)
-    ckpt.update(generator=build_generator(args).state_dict(), model_args=args, net_args={"generator": args})
+    ckpt.update(generator=build_generator(args).state_dict(), model_args=args)
     path = str(tmp_path_factory.mktemp("ckpt") / "joints14.pt")
     torch.save(ckpt, path)
     return path
@@ -166,10 +166,10 @@ def test_file_that_is_not_a_checkpoint(tmp_path, capsys):
 
 
 def test_checkpoint_that_needs_a_full_pickle_load_is_refused_unless_trusted(tmp_path, capsys, run16):
-    """An older checkpoint (its NumPy RNG state a pickled tuple with an ndarray) is not junk: the error names
-    --trust_checkpoint, and with the flag it loads."""
+    """A checkpoint holding other objects (a NumPy RNG state as a pickled tuple with an ndarray, as older formats
+    did) is not junk: the error names --trust_checkpoint, and with the flag it loads."""
     ckpt = load_checkpoint(run16)
-    ckpt["rng"]["numpy"] = np.random.get_state()
+    ckpt["rng_ranks"][0]["numpy"] = np.random.get_state()
     old = str(tmp_path / "old.pt")
     torch.save(ckpt, old)
     args = ["--checkpoint", old, "--dataset", "synthetic", "--output", str(tmp_path / "t"), "--workers", "0",

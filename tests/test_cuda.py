@@ -29,15 +29,16 @@ import numpy as np
 import pytest
 import torch
 
+from checkpoint import load_checkpoint
 from config import load_config
 from datasets import build_dataset
 from inference.predict import inference_settings, make_eval_loader, predict_heatmaps, validate
-from inference.weights import generator_from_checkpoint, load_checkpoint
+from inference.weights import generator_from_checkpoint
 from runtime.device import autocast, autocast_dtype, place_images, strict_fp32
-from training.build import adversarial_params, build_nets, build_optimizers, error_loss_params, raw_module
+from training.build import adversarial_params, build_nets, build_optimizers, error_loss_params
 from training.loop import fit
 from training.run import RunSpec, build_run
-from training.steps import StepContext, adversarial_step, to_device
+from training.steps import StepContext, adversarial_step, raw_module, to_device
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE = torch.device(os.environ.get("POSE_CUDA_TESTS_DEVICE", "cuda"))

@@ -28,9 +28,9 @@ METHODS = ("supervised", "adversarial")
 def _worker(method: str, out_dir: str) -> None:
     """One rank: train ``method`` with the real training loop, then dump what the test compares."""
     from config import load_config
-    from training.build import raw_module
     from training.loop import fit
     from training.run import RunSpec, build_run
+    from training.steps import raw_module
 
     spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val",
                    run_dir=os.path.join(out_dir, method), device="cpu")

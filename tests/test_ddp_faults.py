@@ -39,23 +39,32 @@ def _rank() -> int:
     return int(os.environ["RANK"])
 
 
-def _inject_nan(poisoned_call: int) -> list:
-    """Rank 1's images of its ``poisoned_call``-th step become NaN; returns the list each step's
-    (iteration before it, update skipped) is appended to."""
+def _inject_nan(poisoned_call: int) -> tuple[list, list]:
+    """Rank 1's images of its ``poisoned_call``-th step become NaN; returns the list each step's "an update was
+    refused" is appended to, and the list of every refused update's loss."""
+    import dataclasses
+
     import training.loop
 
-    step, calls = training.loop.train_step, []
+    step, calls, refused = training.loop.train_step, [], []
 
     def poisoned_step(nets, opts, b, ctx, *args, **kwargs):
         if _rank() == 1 and len(calls) == poisoned_call:
             b = {**b, "image": torch.full_like(b["image"], float("nan"))}
-        before = ctx.skipped_updates
-        out = step(nets, opts, b, ctx, *args, **kwargs)
-        calls.append(ctx.skipped_updates > before)
+        before, gate = len(refused), ctx.gate
+
+        def watched(loss):
+            ok = gate(loss)
+            if not ok:
+                refused.append(float(loss))
+            return ok
+
+        out = step(nets, opts, b, ctx if gate is None else dataclasses.replace(ctx, gate=watched), *args, **kwargs)
+        calls.append(len(refused) > before)
         return out
 
     training.loop.train_step = poisoned_step
-    return calls
+    return calls, refused
 
 
 def _unreadable_first_batch_of_epoch_1(cfg) -> None:
@@ -137,9 +146,9 @@ def _worker(scenario: str, out_dir: str) -> None:
         return
 
     from config import load_config
-    from training.build import raw_module
     from training.loop import fit
     from training.run import RunSpec, build_run
+    from training.steps import raw_module
 
     if scenario == "unreadable":
         import train_adversarial
@@ -156,7 +165,7 @@ def _worker(scenario: str, out_dir: str) -> None:
     spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=run_dir,
                    device="cpu", skip_nonfinite=scenario == "nonfinite", skip_bad_images=scenario == "empty",
                    resume=run_dir if scenario == "resume" else None)
-    calls = _inject_nan(POISONED_CALL) if scenario == "nonfinite" else _inject_nan(-1)
+    calls, refused = _inject_nan(POISONED_CALL if scenario == "nonfinite" else -1)
     if scenario == "empty":
         _unreadable_first_batch_of_epoch_1(cfg)
     records = _record_epochs()
@@ -164,7 +173,7 @@ def _worker(scenario: str, out_dir: str) -> None:
     generators = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))}
     fit(run)
     dump = {"nets": {k: raw_module(v).state_dict() for k, v in run.nets.named().items()}, "calls": calls,
-            "records": records, "iteration": run.state.iteration, "skipped_updates": run.ctx.skipped_updates,
+            "records": records, "iteration": run.state.iteration, "skipped_updates": len(refused),
             "generators_after_build": generators}
     torch.save(dump, os.path.join(out_dir, f"{scenario}-rank{_rank()}.pt"))
 

@@ -3,12 +3,14 @@
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from datasets.skeleton import LSP, MPII
 from utils.geometry import (
     apply_affine,
     crop_affine,
     flip_joints,
+    heatmap_stride,
     heatmap_to_input,
     input_to_heatmap,
     invert_affine,
@@ -70,3 +72,13 @@ def test_heatmap_frame_round_trip_keeps_pixel_centres():
     np.testing.assert_allclose(heatmap_to_input(input_to_heatmap(pts, 256, 64), 256, 64), pts)
     # the centre of the input crop is the centre of the heatmap
     np.testing.assert_allclose(input_to_heatmap(np.array([127.5, 127.5]), 256, 64), [31.5, 31.5])
+
+
+def test_the_training_steps_tensors_go_through_the_same_conversion():
+    """The fake targets of Algorithm 1 put joints (a float64 tensor on the device) into heatmap px with the
+    NumPy pipeline's own function: the same numbers, still a tensor."""
+    pts = np.array([[[0.0, 255.0], [1.5, 3.5], [127.5, 127.5]]])
+    got = input_to_heatmap(torch.from_numpy(pts), 256, 64)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), input_to_heatmap(pts, 256, 64))
+    assert heatmap_stride(256, 64) == 4.0

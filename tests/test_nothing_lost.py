@@ -27,8 +27,8 @@ import test as test_entry
 import train_adversarial
 import train_supervised
 import training.run
+from checkpoint import load_checkpoint
 from datasets.synthetic import SyntheticDataset
-from inference.weights import load_checkpoint
 from utils.errors import UserInputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -26,8 +26,8 @@ from conftest import last_line
 
 import train_adversarial
 import train_supervised
+from checkpoint import load_checkpoint
 from config import load_config
-from inference.weights import load_checkpoint
 from training.loop import fit
 from training.run import RunSpec, build_run
 

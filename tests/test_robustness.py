@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -18,11 +19,11 @@ import torch
 import train_supervised
 import training.loop
 import training.run
-from cli.training import run_spec, training_parser
+from checkpoint import load_checkpoint
+from cli.training import resumed_settings, run_spec, training_parser
 from config import load_config
 from datasets.sampler import EpochSampler
 from datasets.synthetic import SyntheticDataset
-from inference.weights import load_checkpoint
 from training.loop import fit
 from training.run import RunSpec, build_run, save
 
@@ -107,25 +108,30 @@ def test_interrupted_mid_epoch_run_resumes_bit_identically(tmp_path, method, sto
     fit(build_run(cfg, _spec(cut, resume=str(cut))))
     nets = ["generator"] + (["pose_disc", "conf_disc"] if method == "adversarial" else [])
     ckpt = load_checkpoint(str(cut))
-    assert set(nets) | {"optimizers", "schedulers", "scalers", "rng", "state", "config", "dataset"} <= set(ckpt)
+    assert set(nets) | {"optimizers", "schedulers", "scalers", "rng_ranks", "state", "config", "dataset"} <= set(ckpt)
     assert set(ckpt["optimizers"]) == set(ckpt["schedulers"]) == set(ckpt["scalers"]) == set(nets)
-    assert {"python", "numpy", "torch"} <= set(ckpt["rng"]) and ckpt["config"]["deterministic"] is True
+    assert {"python", "numpy", "torch"} <= set(ckpt["rng_ranks"][0]) and ckpt["config"]["deterministic"] is True
     assert {"epoch", "iteration", "best_metric"} <= set(ckpt["state"])
     _assert_same_weights(ref, cut, nets)
     _assert_same_log(ref, cut, cfg.epochs)
 
 
+def _run_spec(argv: list[str]) -> RunSpec:
+    args = training_parser("", "supervised").parse_args(argv)
+    flags = dict(vars(args))
+    spec = run_spec(args, resumed_settings(args))
+    assert vars(args) == flags  # nothing cached on the parsed flags
+    return spec
+
+
 def test_resume_takes_run_folder_and_data_flags_from_the_checkpoint(tmp_path):
     run_dir = tmp_path / "elsewhere"
-    spec = _spec(run_dir)
-    spec.max_val_samples = 3
-    save(build_run(_cfg(), spec), "last.pt")
+    save(build_run(_cfg(), dataclasses.replace(_spec(run_dir), max_val_samples=3)), "last.pt")
     for resume in (str(run_dir), str(run_dir / "last.pt")):
-        got = run_spec(training_parser("", "supervised").parse_args(["--resume", resume]))
+        got = _run_spec(["--resume", resume])
         assert (got.run_dir, got.dataset, got.max_train_samples, got.max_val_samples) == (
             str(run_dir), "synthetic", 16, 3)
-    got = run_spec(training_parser("", "supervised").parse_args(["--resume", str(run_dir / "last.pt"),
-                                                                 "--modelName", "new", "--max_val_samples", "5"]))
+    got = _run_spec(["--resume", str(run_dir / "last.pt"), "--modelName", "new", "--max_val_samples", "5"])
     assert (got.run_dir, got.max_val_samples) == (os.path.join("trainmodel", "new"), 5)
 
 

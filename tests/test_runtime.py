@@ -3,6 +3,7 @@ current CUDA device set before any CUDA work, and generator states across device
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -11,14 +12,15 @@ import torch
 
 import runtime.device as rt
 import runtime.distributed as rd
+from checkpoint import LOADED_FROM, rank_rng_state, rng_state, set_rng_state
 from cli.training import device_flag, training_parser
 from config import load_config
 from models import build_generator
 from runtime.distributed import DistInfo
-from runtime.system import derived_seed
+from runtime.system import derived_seed, rank_seed
 from training.build import generator_args
-from training.checkpoint import rank_rng_state, rng_state, set_rng_state
-from training.run import RunSpec, build_run, checkpoint, restore
+from training.run import RunSpec, build_run, checkpoint_of, restore
+from training.state import resumed_state
 
 CPU = torch.device("cpu")
 
@@ -201,32 +203,28 @@ def _draws() -> tuple:
     return random.random(), float(np.random.rand()), float(torch.rand(1))
 
 
-@pytest.mark.parametrize("cuda", [[torch.zeros(16, dtype=torch.uint8) + i for i in range(8)],
-                                  torch.zeros(16, dtype=torch.uint8)], ids=["8 GPUs (old format)", "one GPU"])
 @pytest.mark.parametrize("device", [None, CPU])
-def test_state_saved_with_more_gpus_restores_on_cpu(cuda, device):
-    state = {**rng_state(), "cuda": cuda}
+def test_state_saved_on_a_gpu_restores_on_cpu(device):
+    state = {**rng_state(), "cuda": torch.zeros(16, dtype=torch.uint8)}
     expected = _draws()
     _draws()
     set_rng_state(state, device)
     assert _draws() == expected
 
 
-def test_state_saved_with_8_gpus_restores_the_first_on_one_gpu(monkeypatch):
+def test_a_gpus_state_restores_on_the_runs_gpu(monkeypatch):
     restored = []
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((s, device)))
-    gpus = [torch.full((16,), i, dtype=torch.uint8) for i in range(8)]
-    set_rng_state({**rng_state(), "cuda": gpus}, torch.device("cuda", 0))
-    assert len(restored) == 1 and torch.equal(restored[0][0], gpus[0]) and restored[0][1] == torch.device("cuda", 0)
+    gpu = torch.full((16,), 3, dtype=torch.uint8)
+    set_rng_state({**rng_state(), "cuda": gpu}, torch.device("cuda", 2))
+    assert len(restored) == 1 and restored[0][0] is gpu and restored[0][1] == torch.device("cuda", 2)
 
 
 def test_each_rank_resumes_from_its_own_states_or_none():
     ranks = [{"torch": torch.tensor([r])} for r in range(2)]
-    two = {"rng": ranks[0], "rng_ranks": ranks}
+    two = {"rng_ranks": ranks}
     assert rank_rng_state(two, 0) is ranks[0] and rank_rng_state(two, 1) is ranks[1]
     assert rank_rng_state(two, 2) is None  # resumed on more ranks than were saved
-    old = {"rng": ranks[0]}  # a checkpoint from before per-rank states
-    assert rank_rng_state(old, 0) is ranks[0] and rank_rng_state(old, 1) is None
 
 
 def test_a_rank_without_saved_states_seeds_from_seed_rank_and_iteration(tmp_path):
@@ -234,32 +232,31 @@ def test_a_rank_without_saved_states_seeds_from_seed_rank_and_iteration(tmp_path
                    device="cpu", max_train_samples=4, max_val_samples=2)
     run = build_run(load_config("tiny", {"method": "supervised", "seed": 5}), spec)
     run.state.iteration = 7
-    ckpt = checkpoint(run)  # one process: one entry in rng_ranks
+    ckpt = {**checkpoint_of(run), LOADED_FROM: "test"}  # one process: one entry in rng_ranks
     assert len(ckpt["rng_ranks"]) == 1
-    run.dist = DistInfo(rank=3, world_size=4)  # as rank 3 of a 4-process resume
-    restore(run, ckpt, "test")
+    restore(dataclasses.replace(run, dist=DistInfo(rank=3, world_size=4)), ckpt)  # as rank 3 of a 4-process resume
     got = torch.get_rng_state()
     torch.manual_seed(derived_seed(5, 3, 7))
     assert torch.equal(got, torch.get_rng_state())
-    run.dist = DistInfo()
-    restore(run, ckpt, "test")
+    restore(run, ckpt)
     assert torch.equal(torch.get_rng_state(), ckpt["rng_ranks"][0]["torch"])
     assert len({derived_seed(5, r, 7) for r in range(64)} | {derived_seed(6, r, 7) for r in range(64)}) == 128
 
 
+def test_ranks_draw_from_the_projects_derived_seeds_and_rank_0_from_the_seed():
+    assert rank_seed(5, 0) == 5  # a run of one process draws as it always has
+    assert [rank_seed(5, r) for r in (1, 2)] == [derived_seed(5, 1), derived_seed(5, 2)]
+    assert rank_seed(1, 1) != rank_seed(2, 0)  # seed + rank would give both 2
+
+
 @pytest.mark.parametrize(("saved_world", "world", "saved_step", "step"), [(4, 1, 6, 24), (1, 4, 6, 1), (8, 2, 3, 12),
                                                                           (2, 2, 5, 5)])
-def test_mid_epoch_position_converts_between_process_counts(tmp_path, saved_world, world, saved_step, step):
+def test_mid_epoch_position_converts_between_process_counts(saved_world, world, saved_step, step):
     """epoch_step counts one rank's batches: a checkpoint of 4 ranks 6 steps into an epoch has used 24 batches
     of the epoch's permutation, which one process resumes at its 24th."""
-    spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=str(tmp_path / "r"),
-                   device="cpu", max_train_samples=4, max_val_samples=2)
-    run = build_run(load_config("tiny", {"method": "supervised"}), spec)
-    run.state.epoch_step = saved_step
-    ckpt = {**checkpoint(run), "world_size": saved_world}
-    run.dist = DistInfo(rank=0, world_size=world)
-    restore(run, ckpt, "test")
-    assert run.state.epoch_step == step
+    state, note = resumed_state({"epoch": 1, "epoch_step": saved_step, "iteration": 9}, saved_world, world, 8)
+    assert state.epoch_step == step and (state.epoch, state.iteration) == (1, 9)
+    assert (note is None) == (saved_world == world)
 
 
 @pytest.mark.parametrize(("first", "then"), [("bf16", "fp16"), ("fp16", "off"), ("fp16", "fp16")])
@@ -267,7 +264,7 @@ def test_resume_across_precisions(tmp_path, monkeypatch, first, then):
     """A bf16 or fp32 checkpoint (empty loss-scaler states) resumes in fp16 (a V100 or T4) from the default
     scale; an fp16 checkpoint resumes without scaling, or in fp16 with its saved scales."""
     import train_supervised
-    from inference.weights import load_checkpoint
+    from checkpoint import load_checkpoint
 
     args = ["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path), "--modelName", "r",
             "--max_train_samples", "8", "--max_val_samples", "4"]

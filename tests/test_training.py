@@ -1,5 +1,6 @@
 """Supervised baseline end to end: presets, one step, a tiny run + test.py, resume, CPU loading."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,11 +8,13 @@ import torch
 
 import test as test_entry
 import train_supervised
+from checkpoint import load_checkpoint
 from config import PRESETS, load_config
-from inference.weights import load_checkpoint
 from models import build_generator
 from training.build import generator_args
 from training.losses import heatmap_mse
+from training.run import RunSpec, build_run
+from training.state import TrainState
 from training.steps import ErrorLoss, StepContext, supervised_step
 
 
@@ -138,3 +141,18 @@ def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path):
     loaded = load_checkpoint(str(tmp_path / "gpu.pt"))
     assert all(t.device.type == "cpu" for t in loaded["generator"].values())
     torch.testing.assert_close(loaded["generator"], g.state_dict())
+
+
+def test_a_run_is_built_once_and_only_its_state_changes(tmp_path):
+    """``build_run`` returns every object of the run; none can be swapped afterwards, the position can move."""
+    spec = RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=str(tmp_path / "r"),
+                   device="cpu", max_train_samples=4, max_val_samples=2)
+    run = build_run(load_config("tiny", {"method": "supervised"}), spec)
+    assert run.train_loader is not None and run.val_loader is not None and run.guard.ctx is run.ctx
+    for name, value in (("nets", None), ("state", TrainState()), ("run_id", "other")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(run, name, value)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.ctx.grad_clip = 1.0
+    run.state.iteration += 1
+    assert run.state.position == (1, 0, 0)

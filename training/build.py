@@ -1,19 +1,19 @@
 """Building a run's networks and optimisers from explicit arguments: the trainer and the benchmark both call these.
 
 config -> networks (G; P and C for adversarial runs) -> device, channels_last, DDP, compile -> optimisers
-(G's from the config, P's and C's the paper's RMSprop) -> step-schedules.
+(G's from the config, P's and C's the paper's RMSprop) -> step-schedules -> the step context (precision, one
+loss scaler per optimiser).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from config import Config
 from models import build_generator, confidence_discriminator, pose_discriminator
 from runtime.device import place_module
 from runtime.distributed import DistInfo
-from training.steps import AdversarialParams, ErrorLoss, Nets
+from training.steps import AdversarialParams, ErrorLoss, Nets, StepContext
 from utils.errors import UserInputError
 
 
@@ -37,12 +37,6 @@ def build_nets(cfg: Config, num_joints: int) -> tuple[Nets, dict]:
     return nets, args
 
 
-def raw_module(module: nn.Module) -> nn.Module:
-    """The network inside torch.compile and DDP wrappers (whose state dict a checkpoint stores)."""
-    module = getattr(module, "_orig_mod", module)
-    return getattr(module, "module", module)
-
-
 def place_nets(nets: Nets, device: torch.device, channels_last: bool, compile_: bool,
                dist: DistInfo | None = None, sync_bn: bool = False) -> Nets:
     """Every network on ``device`` (NHWC when ``channels_last``), wrapped in DDP when distributed, then compiled."""
@@ -64,26 +58,30 @@ def place_nets(nets: Nets, device: torch.device, channels_last: bool, compile_: 
 
 
 def build_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float,
-                    device: torch.device) -> torch.optim.Optimizer:
-    """RMSprop (the paper's), Adam or SGD; fused/foreach kernels where the device has them."""
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+                    device: torch.device, fast: bool = True) -> torch.optim.Optimizer:
+    """RMSprop (the paper's), Adam or SGD; ``fast``: fused/foreach kernels where the device has them, else
+    PyTorch's default kernels (the benchmark's "plain" runs)."""
+    kernels = ({"fused": True} if device.type == "cuda" else {"foreach": True}) if fast else {}
     if name == "RMSprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
+        return torch.optim.RMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                   **({"foreach": True} if fast else {}))
     if name == "Adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fast)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kernels)
     if name == "SGD":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **fast)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kernels)
     raise UserInputError(f"--optimizer_type: unknown optimizer '{name}'; valid: RMSprop, Adam, SGD")
 
 
-def build_optimizers(nets: Nets, cfg: Config, device: torch.device) -> dict[str, torch.optim.Optimizer]:
-    """G's optimiser from the config; P and C get the paper's RMSprop at ``disc_lr`` (the same recipe as G)."""
+def build_optimizers(nets: Nets, cfg: Config, device: torch.device,
+                     fast: bool = True) -> dict[str, torch.optim.Optimizer]:
+    """G's optimiser from the config; P and C get the paper's RMSprop at ``disc_lr`` (the same recipe as G).
+    ``fast``: as ``build_optimizer``."""
     out = {"generator": build_optimizer(cfg.optimizer, nets.generator.parameters(), cfg.lr, cfg.momentum,
-                                        cfg.weight_decay, device)}
+                                        cfg.weight_decay, device, fast)}
     for name in ("pose_disc", "conf_disc"):
         net = getattr(nets, name)
         if net is not None:
-            out[name] = build_optimizer("RMSprop", net.parameters(), cfg.disc_lr, 0.0, 0.0, device)
+            out[name] = build_optimizer("RMSprop", net.parameters(), cfg.disc_lr, 0.0, 0.0, device, fast)
     return out
 
 
@@ -91,6 +89,20 @@ def build_schedulers(optims: dict[str, torch.optim.Optimizer], cfg: Config) -> d
     """One step-schedule per optimiser: lr x ``lr_gamma`` at each of ``lr_milestones`` (epochs)."""
     return {k: torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_milestones), cfg.lr_gamma)
             for k, o in optims.items()}
+
+
+def build_step_context(device: torch.device, dtype: torch.dtype | None, optims: dict[str, torch.optim.Optimizer],
+                       grad_clip: float, channels_last: bool) -> StepContext:
+    """What every update needs: ``dtype`` (autocast; None = fp32) and one loss scaler per optimiser, enabled
+    for fp16 only.
+
+    One scaler per optimiser: G, P and C each take their own backward and scaler.step/update at a different
+    point of Algorithm 1, and their losses (G's MSE, P's and C's BCE) differ in gradient size by orders of
+    magnitude: one shared scale would be set by whichever overflows first (an inf in P's backward would halve
+    the scale of G's next update too) and a shared update() per optimiser step would count one iteration
+    several times. Each scaler finds its own scale, and a checkpoint stores each."""
+    scalers = {k: torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) for k in optims}
+    return StepContext(device, dtype, scalers, grad_clip, channels_last)
 
 
 def error_loss_params(cfg: Config) -> ErrorLoss:

@@ -1,10 +1,11 @@
 """The training loop both entry scripts share: build -> (resume) -> epochs of Algorithm 1 -> validate -> save.
 
 ``training.run.build_run`` makes every object of a run from the config and the run description; ``fit`` here
-runs the epochs, each a pass of ``train_step`` (training/steps.py) over the train loader, then validation,
-the epoch's log line, the learning-rate schedule and the checkpoints. ``train`` wraps it for the entry
-scripts: the run directory's lock (training/runlock.py) and the stop signals of a scheduler
-(training/stopping.py) are held around it, not handled inside it.
+runs the epochs, each a pass of ``train_step`` (training/steps.py: one iteration of Algorithm 1, or the
+supervised step) over the train loader, then validation, the epoch's log line, the learning-rate schedule and
+the checkpoints. The faults a run meets are handled beside the loop, not inside it: each step runs inside the
+run's ``guard`` (training/guard.py: unreadable images, non-finite losses), and ``train`` holds the run
+directory's lock (training/runlock.py) and the stop signals of a scheduler (training/stopping.py) around it.
 """
 
 from __future__ import annotations
@@ -23,64 +24,55 @@ from models import count_parameters
 from reporting.plots import plot_training_curves
 from runtime.device import choose_precision, precision_name
 from runtime.distributed import cleanup_distributed, init_distributed
-from training.build import adversarial_params, error_loss_params, raw_module
-from training.checkpoint import NonFiniteError
-from training.run import Run, RunSpec, TrainState, build_run, save
+from training.build import adversarial_params, error_loss_params
+from training.run import Run, build_run, save
 from training.runlock import run_dir_lock
-from training.stats import StepStats, epoch_means
-from training.steps import Nets, to_device, train_step
+from training.spec import RunSpec
+from training.state import TrainState
+from training.stats import DivergedError, StepStats, epoch_means
+from training.steps import StepContext, to_device, train_step
 from training.stopping import StopSignals, stop_here, stop_signals
 from utils.errors import Interrupted
 from utils.io import write_json
 
 
 def train_epoch(run: Run, stop: StopSignals) -> tuple[int, int]:
-    """Run the rest of the current epoch, or up to an agreed stop; returns (steps, images) of the epoch."""
-    st, cfg, ctx = run.state, run.cfg, run.ctx
+    """Algorithm 1 (or the supervised step) over the rest of the current epoch, or up to an agreed stop: for each
+    batch one ``train_step`` inside the run's fault handling; returns (steps, images) of the epoch."""
+    st, cfg = run.state, run.cfg
     adversarial = adversarial_params(cfg) if st.epoch >= cfg.adversarial_warmup_epochs else None
     loss = error_loss_params(cfg)
+
+    def step(batch: dict, ctx: StepContext) -> dict[str, torch.Tensor]:
+        measure = (st.iteration + 1) % cfg.print_every == 0  # one batch per read-back: P and C's push on G
+        return train_step(run.nets, run.optims, to_device(batch, ctx), ctx, loss, adversarial, measure)
+
     run.sampler.set_epoch(st.epoch, start=st.epoch_step * cfg.batch_size)
     for net in run.nets.named().values():
         net.train()
-    stats = StepStats(run.device, st.iteration)
-    start = time.perf_counter()
+    stats, start = StepStats(run.device, st.iteration), time.perf_counter()
     bar = tqdm(stop.batches(run.train_loader), desc=f"epoch {st.epoch}", disable=not run.dist.is_main, leave=False,
                initial=st.epoch_step, total=st.epoch_step + len(run.train_loader))
     for batch in bar:
-        st.skipped_images += int(batch.pop("skipped", 0))  # only with --skip_bad_images
-        present = "image" in batch  # False: every image of the batch was unreadable
-        if ctx.agree is not None and run.spec.skip_bad_images:
-            present = ctx.agree(present)  # DDP: every rank skips the step, or none does
-        if present:
-            skipped_before = ctx.skipped_updates
-            buffers = [b.clone() for b in _buffers(run.nets)] if ctx.skip_nonfinite else []
-            measure = (st.iteration + 1) % cfg.print_every == 0  # one batch per read-back: P and C's push on G
-            step_stats = train_step(run.nets, run.optims, to_device(batch, ctx), ctx, loss, adversarial, measure)
-            if ctx.skipped_updates > skipped_before:  # only with --skip_nonfinite
-                st.skipped_batches += 1
-                for b, old in zip(_buffers(run.nets), buffers, strict=True):  # undo BatchNorm's NaN statistics
-                    b.copy_(old)
-            else:
-                stats.add(step_stats)
-            st.iteration += 1
+        outcome = run.guard(batch, step, st)
         st.epoch_step += 1  # a skipped batch is still a position in the epoch (mid-epoch resume skips it)
-        save_now = cfg.checkpoint_every > 0 and st.iteration % cfg.checkpoint_every == 0 and present
-        if present and (st.iteration % cfg.print_every == 0 or save_now):
+        if not outcome.taken:
+            continue
+        st.iteration += 1
+        if outcome.stats is not None:
+            stats.add(outcome.stats)
+        save_now = cfg.checkpoint_every > 0 and st.iteration % cfg.checkpoint_every == 0
+        if st.iteration % cfg.print_every == 0 or save_now:
             _read_back(run, stats)
             bar.set_postfix({k: f"{v / max(st.summed_steps, 1):.4g}" for k, v in st.sums.items()
                              if k.startswith("loss")})
-            if save_now:
-                st.seconds += time.perf_counter() - start
-                start = time.perf_counter()
-                save(run, "last.pt")
+        if save_now:
+            st.seconds += time.perf_counter() - start
+            start = time.perf_counter()
+            save(run, "last.pt")
     _read_back(run, stats)
     st.seconds += time.perf_counter() - start
     return st.epoch_step, st.epoch_step * cfg.batch_size * run.dist.world_size
-
-
-def _buffers(nets: Nets) -> list[torch.Tensor]:
-    """Every network's buffers (BatchNorm statistics): restored after a skipped batch's forward pass."""
-    return [b for net in nets.named().values() for b in raw_module(net).buffers()]
 
 
 def _read_back(run: Run, stats: StepStats) -> None:
@@ -88,9 +80,9 @@ def _read_back(run: Run, stats: StepStats) -> None:
     st = run.state
     try:
         sums, steps = stats.read_back()
-    except NonFiniteError as err:
-        raise NonFiniteError(f"{err} (epoch {st.epoch}); {run.last_good()}; "
-                             f"lower the lr or pass --skip_nonfinite to skip such batches") from None
+    except DivergedError as err:
+        raise DivergedError(f"{err} (epoch {st.epoch}); {run.last_good()}; "
+                            f"lower the lr or pass --skip_nonfinite to skip such batches") from None
     for k, v in sums.items():
         st.sums[k] = st.sums.get(k, 0.0) + v
     st.summed_steps += steps
@@ -150,8 +142,7 @@ def end_epoch(run: Run, steps: int, images: int, val: dict) -> None:
             s.step()
     improved = val["mean"] > st.best_metric
     st.best_metric = max(st.best_metric, val["mean"])
-    st.epoch, st.epoch_step, st.sums, st.summed_steps, st.seconds = st.epoch + 1, 0, {}, 0, 0.0
-    st.skipped_batches = st.skipped_images = 0
+    st.next_epoch()
     if improved:  # best.pt first: a kill between the two writes then repeats this epoch's end
         save(run, "best.pt")
     if st.epoch in cfg.snapshot_epochs:  # st.epoch now counts completed epochs

@@ -13,19 +13,17 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 
 from tqdm import tqdm
 
+from checkpoint import LOADED_FROM, load_checkpoint
 from config.default_config import CHOICES
-from inference.weights import LOADED_FROM, load_checkpoint
 from training.runlock import LOCK_NAME, RunLock
 from utils.errors import UserInputError
 from utils.io import ensure_writable_dir, some_names
 
 INTERNAL_PREFIXES = (LOCK_NAME, ".tmp-", ".write-test-")  # the lock, a killed write's temp file, the write test
 START_FILES = frozenset({"config.json", "log.jsonl", "tensorboard"})  # written before the first checkpoint
-TRAINER_CHECKPOINT = re.compile(r"(last|best|epoch_\d+)\.pt")  # the names the trainer saves under
 
 NEW, RESTART, MOVE, CONTINUE = "new", "restart", "move", "continue"  # what ``check_run_dir`` allows
 
@@ -107,12 +105,8 @@ def _check_own_folder(run_dir: str, names: list[str], ckpt: dict) -> None:
         own = None
     if own is not None and os.path.samefile(own[LOADED_FROM], source):
         return
-    if own is not None and own.get("run_id") and ckpt.get("run_id"):
-        if own["run_id"] == ckpt["run_id"]:
-            return
-    elif own is not None and os.path.samefile(os.path.dirname(os.path.abspath(source)), run_dir) \
-            and TRAINER_CHECKPOINT.fullmatch(os.path.basename(source)):
-        return  # checkpoints from before run ids: the trainer's own file names in the trainer's folder
+    if own is not None and own.get("run_id") is not None and own.get("run_id") == ckpt.get("run_id"):
+        return  # another checkpoint of the same run (its best.pt, a snapshot)
     _refuse_foreign(source, run_dir, names)
 
 

@@ -24,7 +24,7 @@ import socket
 from collections.abc import Iterator
 
 from runtime.distributed import DistInfo, first_error
-from utils.errors import UserInputError
+from utils.errors import OneLineExit, UserInputError
 
 LOCK_NAME = ".lock"
 
@@ -102,7 +102,7 @@ class RunLock:
     def _take(self, run_dir: str) -> None:
         try:
             self.fd, self.path = _locked_file(run_dir), os.path.join(run_dir, LOCK_NAME)
-        except UserInputError:
+        except OneLineExit:  # a refusal, or a stop signal meanwhile: leave nothing behind
             self.release()
             raise
         stamp = datetime.datetime.now().isoformat(timespec="seconds")
@@ -151,7 +151,7 @@ def run_dir_lock(run_dir: str, dist: DistInfo) -> Iterator[RunLock | None]:
     if dist.is_main:
         try:
             lock = RunLock(run_dir)
-        except UserInputError as err:
+        except OneLineExit as err:  # every rank stops with rank 0's line
             error = str(err)
     if dist.distributed:
         error = first_error(error)

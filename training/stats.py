@@ -1,14 +1,20 @@
-"""Per-step statistics kept on the device and read back to the host in one transfer every ``print_every`` steps."""
+"""Per-step statistics kept on the device and read back to the host in one transfer every ``print_every`` steps;
+a NaN or inf among them ends the run (``DivergedError``)."""
 
 from __future__ import annotations
 
 import torch
 
-from training.checkpoint import NonFiniteError
+from utils.errors import OneLineExit
 
 # Statistics taken on some steps only (one batch every ``print_every`` steps) -> the key counting those steps:
 # their epoch value is the mean over the measured steps, not over all steps.
 SOMETIMES = {"adv_grad_ratio": "adv_grad_measured"}
+
+
+class DivergedError(OneLineExit):
+    """The run diverged: a loss term or a weight became NaN/inf. One line naming the iteration and the term or
+    tensor, exit code 2 (not the user's mistake: lower the lr, or --skip_nonfinite)."""
 
 
 class StepStats:
@@ -35,7 +41,7 @@ class StepStats:
         bad = ~torch.isfinite(table)
         if bad.any():
             step, term = (int(i) for i in bad.nonzero()[0])
-            raise NonFiniteError(f"non-finite {keys[term]} at iteration {first + step}")
+            raise DivergedError(f"non-finite {keys[term]} at iteration {first + step}")
         return dict(zip(keys, table.sum(0).tolist(), strict=True)), len(pending)
 
 

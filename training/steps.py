@@ -1,5 +1,5 @@
 """One optimisation step of each network. Losses stay on the device: nothing here syncs with the host
-(except ``--skip_nonfinite``'s one check per update).
+(except a gate's check before an update, ``StepContext.gate``: ``--skip_nonfinite``, training/guard.py).
 
 Adversarial PoseNet's iteration (Algorithm 1 of Chen et al. 2017), ``adversarial_step``:
     1. G by the error loss alone (Eq. 1)                                  ``supervised_step``  (g_error_step)
@@ -11,14 +11,17 @@ The supervised baseline (Newell et al. 2016) is step 1 alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from models import conf_disc_input, pose_disc_input
 from runtime.device import autocast, place_images
 from training.losses import at_least_fp32, confidence_fake_targets, heatmap_mse, masked_bce, pose_fake_targets
+from utils.geometry import heatmap_stride, input_to_heatmap
 from utils.heatmaps import decode_heatmaps_torch
 
 
@@ -33,6 +36,16 @@ class Nets:
     def named(self) -> dict[str, nn.Module]:
         """The networks present, by checkpoint name."""
         return {k: v for k, v in vars(self).items() if v is not None}
+
+
+def raw_module(module: nn.Module, keep_compile: bool = False) -> nn.Module:
+    """The network inside the wrappers ``training.build.place_nets`` put around it: DDP's always (whose state
+    dict a checkpoint stores, and whose gradient hooks G's Eq. 4 step must not fire for P and C), torch.compile's
+    unless ``keep_compile``. The compile wraps DDP, so under DDP only the plain network is left either way."""
+    inner = getattr(module, "_orig_mod", module)
+    if isinstance(inner, DistributedDataParallel):
+        return inner.module
+    return module if keep_compile else inner
 
 
 @dataclass(frozen=True)
@@ -58,34 +71,26 @@ class AdversarialParams:
     disc_iters: int = 1  # P and C updates per iteration
 
 
-@dataclass
+UpdateGate = Callable[[torch.Tensor], bool]  # loss -> whether the update may step with it
+
+
+@dataclass(frozen=True)
 class StepContext:
-    """What every update needs besides the batch: device, precision, and the update's guards."""
+    """What every update needs besides the batch: device, precision, loss scalers, clipping, layout."""
 
     device: torch.device
     dtype: torch.dtype | None  # autocast dtype, None = fp32
     scalers: dict[str, torch.amp.GradScaler]  # one per optimiser (active only for fp16)
     grad_clip: float
     channels_last: bool
-    skip_nonfinite: bool = False  # check each loss on the host and skip updates with NaN/inf
-    skipped_updates: int = 0
-    agree: object = None  # callable(bool) -> bool: the decision every rank takes (DDP); None = this process's
+    gate: UpdateGate | None = None  # asked before each update (training/guard.py); None: every update steps
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "module", module)  # DDP keeps the model in .module
-
-
-def _update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, name: str, ctx: StepContext) -> None:
-    """Backward and step of one optimiser; with --skip_nonfinite a NaN/inf loss skips the update on every rank."""
+def _update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, name: str, ctx: StepContext) -> bool:
+    """Backward and step of one optimiser; returns whether it stepped (``ctx.gate`` may refuse the loss)."""
     optimizer.zero_grad(set_to_none=True)
-    if ctx.skip_nonfinite:
-        finite = bool(torch.isfinite(loss).item())
-        if ctx.agree is not None:  # DDP: one rank skipping while the others all-reduce would hang them all
-            finite = ctx.agree(finite)
-        if not finite:
-            ctx.skipped_updates += 1
-            return
+    if ctx.gate is not None and not ctx.gate(loss):
+        return False
     scaler = ctx.scalers[name]
     scaler.scale(loss).backward()
     if ctx.grad_clip > 0:
@@ -93,6 +98,7 @@ def _update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, name: 
         torch.nn.utils.clip_grad_norm_(params, ctx.grad_clip)
     scaler.step(optimizer)
     scaler.update()
+    return True
 
 
 def to_device(batch: dict, ctx: StepContext) -> dict:
@@ -122,11 +128,12 @@ def supervised_step(g: nn.Module, opt_g: torch.optim.Optimizer, b: dict, ctx: St
 
 
 def reference_in_heatmap_px(b: dict, input_res: int, output_res: int) -> torch.Tensor:
-    """The metric's reference length (original px) in heatmap px of this crop: times the affine's scale."""
+    """The metric's reference length (original px) in heatmap px of this crop: times the affine's scale (input
+    px), over the heatmap stride."""
     a = b["affine"][:, :, :2].double()
     det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]  # 2x2 in closed form: no batched LU on the device
     scale = torch.sqrt(torch.abs(det))
-    return (b["ref_length"].double() * scale * output_res / input_res).float()
+    return (b["ref_length"].double() * scale / heatmap_stride(input_res, output_res)).float()
 
 
 def adversarial_targets(fake_pose: torch.Tensor, b: dict, delta: float, epsilon: float,
@@ -134,7 +141,7 @@ def adversarial_targets(fake_pose: torch.Tensor, b: dict, delta: float, epsilon:
     """(p_fake, c_fake, p_mask): per-joint fake targets; p_mask also drops samples without a reference length."""
     out_res = fake_pose.shape[-1]
     pred_xy, _ = decode_heatmaps_torch(fake_pose)
-    gt_xy = (b["joints"].double() + 0.5) * out_res / input_res - 0.5  # input px -> heatmap px
+    gt_xy = input_to_heatmap(b["joints"].double(), input_res, out_res)
     ref = reference_in_heatmap_px(b, input_res, out_res)
     scored = torch.isfinite(ref) & (ref > 0)
     p_fake = pose_fake_targets(pred_xy.float(), gt_xy.float(), torch.nan_to_num(ref), delta)
@@ -205,10 +212,11 @@ def adversarial_terms(nets: Nets, out: dict, b: dict, adv: AdversarialParams) ->
     for s in stacks:
         pose, occ = out["pose"][s], out["occlusion"][s] if out["occlusion"] is not None else None
         if nets.conf_disc is not None:
-            term = masked_bce(_unwrap(nets.conf_disc)(conf_disc_input(pose, occ), logits=True), 1.0, mask)
+            term = masked_bce(raw_module(nets.conf_disc, keep_compile=True)(conf_disc_input(pose, occ), logits=True),
+                              1.0, mask)
             terms["L_C_gen"] = terms.get("L_C_gen", 0) + term / len(stacks)
         if nets.pose_disc is not None:
-            logits = _unwrap(nets.pose_disc)(pose_disc_input(b["image"], pose, occ), logits=True)
+            logits = raw_module(nets.pose_disc, keep_compile=True)(pose_disc_input(b["image"], pose, occ), logits=True)
             terms["L_P_gen"] = terms.get("L_P_gen", 0) + masked_bce(logits, 1.0, mask) / len(stacks)
     return terms
 
@@ -237,7 +245,7 @@ def generator_step(nets: Nets, opt_g: torch.optim.Optimizer, b: dict, out: dict,
 
     ``measure``: also return ``adv_grad_ratio`` (``adversarial_grad_ratio``) and ``adv_grad_measured`` = 1,
     without changing the update."""
-    frozen = [_unwrap(m) for m in (nets.pose_disc, nets.conf_disc) if m is not None]
+    frozen = [raw_module(m, keep_compile=True) for m in (nets.pose_disc, nets.conf_disc) if m is not None]
     for m in frozen:
         m.requires_grad_(False)
     measured = {}

@@ -75,7 +75,7 @@ def stop_here(run: Run, signum: int) -> NoReturn:
     line naming it and how to continue. Every rank calls it (the write gathers every rank's generators)."""
     st = run.state
     with signal_handlers(_ignore, (*STOP_SIGNALS, signal.SIGINT)):
-        if run.saved_at != (st.iteration, st.epoch, st.epoch_step):
+        if st.saved_at != st.position:
             save(run, "last.pt")
     last = os.path.join(run.spec.run_dir, "last.pt")
     raise Stopped(f"stopped by {signal_name(signum)} after iteration {st.iteration} (epoch {st.epoch}, step "

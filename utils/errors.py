@@ -1,4 +1,5 @@
-"""The one exception type for bad user input, and the wrapper that turns it into a one-line exit.
+"""The errors that end an entry point with one line (bad input, Ctrl-C, a stop signal), and the wrapper that
+turns them into that line and an exit code. A run that diverged has its own (``training.stats.DivergedError``).
 
 The wrapper also turns the signals a scheduler or a closed terminal sends (``STOP_SIGNALS``) into an exception:
 the ``finally`` blocks and context managers on the way out run, so a file being written is removed rather than
@@ -16,13 +17,18 @@ import threading
 from collections.abc import Callable, Iterator
 
 
-class UserInputError(Exception):
-    """Bad input from the user (file, flag, checkpoint) or a fault to report as one line (exit code 2)."""
+class OneLineExit(Exception):
+    """An error that ends an entry point with one line ``error: <message>`` and ``exit_code``
+    (``exit_on_user_error``), no traceback."""
 
     exit_code = 2
 
 
-class Interrupted(UserInputError):
+class UserInputError(OneLineExit):
+    """Bad input from the user (file, flag, checkpoint) or from the machine (a full disk): exit code 2."""
+
+
+class Interrupted(OneLineExit):
     """Ctrl-C: one line naming the last checkpoint, exit code 130 as a shell reports SIGINT."""
 
     exit_code = 130
@@ -43,7 +49,7 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-class Stopped(UserInputError):
+class Stopped(OneLineExit):
     """A stop signal arrived: one line, exit code 128 + the signal's number, as a shell reports a process
     that signal ended (143 for SIGTERM)."""
 
@@ -114,7 +120,7 @@ def one_line(err: BaseException) -> str:
 
 
 def exit_on_user_error(main: Callable[..., object]) -> Callable[..., object]:
-    """Decorate an entry point: ``UserInputError`` prints one line ``error: ...`` and exits with its code (2;
+    """Decorate an entry point: a ``OneLineExit`` prints one line ``error: ...`` and exits with its code (2;
     130 for Ctrl-C); an ``OSError`` naming a file (a full disk, a read-only folder) does the same with the
     path and the system's message, and Ctrl-C outside training exits 130 with one line too. A stop signal
     (``STOP_SIGNALS``) raises ``Stopped`` wherever the entry point is: one line, exit code 128 + its number."""
@@ -124,7 +130,7 @@ def exit_on_user_error(main: Callable[..., object]) -> Callable[..., object]:
         try:
             with signal_handlers(raise_stopped):
                 return main(*args, **kwargs)
-        except UserInputError as err:
+        except OneLineExit as err:
             sys.stderr.write(f"error: {one_line(err)}\n")  # one write: ranks sharing a terminal do not interleave
             sys.exit(err.exit_code)
         except OSError as err:

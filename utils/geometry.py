@@ -11,6 +11,7 @@ so x_out = (x - cx) * res / box_size + res / 2 - 0.5 before rotation and flip.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def crop_affine(
@@ -53,16 +54,23 @@ def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ m[:, :2].T + m[:, 2]
 
 
-def input_to_heatmap(points: np.ndarray, input_res: int, output_res: int) -> np.ndarray:
-    """Input-crop px -> heatmap px, keeping pixel centres aligned (not a plain division)."""
-    stride = input_res / output_res
-    return (np.asarray(points, dtype=np.float64) + 0.5) / stride - 0.5
+def heatmap_stride(input_res: int, output_res: int) -> float:
+    """Input-crop px per heatmap px: a length in input px divided by it is the length in heatmap px."""
+    return input_res / output_res
+
+
+def input_to_heatmap(points: np.ndarray | torch.Tensor, input_res: int, output_res: int) -> np.ndarray | torch.Tensor:
+    """Input-crop px -> heatmap px, keeping pixel centres aligned (not a plain division). ``points`` (..., 2): a
+    torch tensor stays one (its dtype and device: the training step's targets), anything else becomes a float64
+    NumPy array."""
+    if not isinstance(points, torch.Tensor):
+        points = np.asarray(points, dtype=np.float64)
+    return (points + 0.5) / heatmap_stride(input_res, output_res) - 0.5
 
 
 def heatmap_to_input(points: np.ndarray, input_res: int, output_res: int) -> np.ndarray:
     """Heatmap px -> input-crop px; the inverse of ``input_to_heatmap``."""
-    stride = input_res / output_res
-    return (np.asarray(points, dtype=np.float64) + 0.5) * stride - 0.5
+    return (np.asarray(points, dtype=np.float64) + 0.5) * heatmap_stride(input_res, output_res) - 0.5
 
 
 def flip_joints(joints: np.ndarray, width: int, flip_perm: list[int] | np.ndarray) -> np.ndarray:
