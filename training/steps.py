@@ -208,15 +208,15 @@ def adversarial_terms(nets: Nets, out: dict, b: dict, adv: AdversarialParams) ->
     """L_C and L_P of Eq. 4: P and C's BCE towards "real" (1) on G's outputs, for the stacks ``adv_stacks`` names
     (averaged over them). Call under autocast; P and C are used unwrapped from DDP (G's step leaves them alone)."""
     stacks = range(len(out["pose"])) if adv.adv_stacks == "all" else [len(out["pose"]) - 1]
+    P, C = (raw_module(d, keep_compile=True) if d is not None else None for d in (nets.pose_disc, nets.conf_disc))
     mask, terms = b["annotated"], {}
     for s in stacks:
         pose, occ = out["pose"][s], out["occlusion"][s] if out["occlusion"] is not None else None
-        if nets.conf_disc is not None:
-            term = masked_bce(raw_module(nets.conf_disc, keep_compile=True)(conf_disc_input(pose, occ), logits=True),
-                              1.0, mask)
+        if C is not None:
+            term = masked_bce(C(conf_disc_input(pose, occ), logits=True), 1.0, mask)
             terms["L_C_gen"] = terms.get("L_C_gen", 0) + term / len(stacks)
-        if nets.pose_disc is not None:
-            logits = raw_module(nets.pose_disc, keep_compile=True)(pose_disc_input(b["image"], pose, occ), logits=True)
+        if P is not None:
+            logits = P(pose_disc_input(b["image"], pose, occ), logits=True)
             terms["L_P_gen"] = terms.get("L_P_gen", 0) + masked_bce(logits, 1.0, mask) / len(stacks)
     return terms
 
