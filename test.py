@@ -33,7 +33,7 @@ from inference.scoring import (
 )
 from inference.submission import SUBMISSION_NAME, write_mpii_submission
 from reporting.plots import plot_pck_curve, save_prediction_pictures
-from utils.errors import UserInputError, exit_on_user_error, refuse_empty
+from utils.errors import OneLineExit, UserInputError, exit_on_user_error, refuse_empty
 from utils.io import check_replaceable, ensure_writable_dir, some_names
 
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{some_names(replaced, shown=10)}")
     try:
         return evaluate_and_write(args, split, submission, outdir)
-    except UserInputError:
+    except OneLineExit:  # a refusal or a stop signal
         if created and not os.listdir(outdir):  # a check failed before anything was written: leave no trace
             os.rmdir(outdir)
         raise
