@@ -34,6 +34,7 @@ from checkpoint import (
 from config import Config
 from datasets import build_dataset
 from datasets.base import PoseDataset
+from datasets.sampler import EpochSampler
 from inference.predict import InferenceSettings, inference_settings, make_eval_loader
 from runtime.device import autocast_dtype, precision_note
 from runtime.distributed import DistInfo, all_ranks_agree, first_error, init_distributed
@@ -63,7 +64,7 @@ class Run:
     train_set: PoseDataset
     val_set: PoseDataset
     train_loader: torch.utils.data.DataLoader
-    sampler: object  # the train loader's EpochSampler
+    sampler: EpochSampler  # the train loader's
     val_loader: torch.utils.data.DataLoader
     nets: Nets
     net_args: dict  # constructor arguments of each network, by name
