@@ -11,6 +11,7 @@ import argparse
 import os
 import socket
 
+from cli.common import IgnoredLoss
 from config import Config, config_from_dict, load_config, parse_overrides, preset_name
 from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT
@@ -22,7 +23,7 @@ from utils.errors import UserInputError
 
 # flag -> config key for flags that set a value (None = not given on the command line)
 FLAG_TO_KEY = {"batch_size": "batch_size", "lr": "lr", "epochs": "epochs", "optimizer_type": "optimizer",
-               "print_every": "print_every", "seed": "seed", "workers": "workers", "amp": "amp", "loss": "loss",
+               "print_every": "print_every", "seed": "seed", "workers": "workers", "amp": "amp",
                "alpha": "alpha", "beta": "beta", "pretrained": "pretrained"}
 # store_true flag -> (config key, value it sets)
 SWITCH_TO_KEY = {"compile": ("compile", True), "no_occlusion": ("predict_occlusion", False),
@@ -48,7 +49,7 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="learning rate of G (config: lr)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (config: epochs)")
     p.add_argument("--optimizer_type", choices=CHOICES["optimizer"], default=None, help="config: optimizer")
-    p.add_argument("--loss", choices=CHOICES["loss"], default=None, help="heatmap loss (config: loss; the paper's mse)")
+    p.add_argument("--loss", action=IgnoredLoss)
     p.add_argument("--print_every", type=int, default=None, help="iterations between loss read-backs and log lines")
     p.add_argument("--train_split", default=None, help="split to train on (default: train)")
     p.add_argument("--val_split", default=None, help="split to validate on (default: the dataset's val/test split)")

@@ -131,7 +131,7 @@ def _best_rate(fn, count: int, device: torch.device, warmup: int, iters: int, re
 def pipeline_dataset(data: str, res: int, cache: bool):
     """lspet-mini train split with training augmentation at ``res`` input / ``res // 4`` targets."""
     out = res // 4
-    cfg = load_config("default_config", {"input_res": res, "output_res": out, "sigma": 2.0 * out / 64,
+    cfg = load_config("default_config", {"input_res": res, "sigma": 2.0 * out / 64,
                                          "cache_images": cache, "synthetic_train_size": 256})
     if os.path.isfile(os.path.join(data, "joints.mat")):
         return build_dataset("lspet", data, "train", cfg, train=True), os.path.basename(os.path.normpath(data))

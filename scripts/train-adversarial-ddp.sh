@@ -26,7 +26,6 @@ torchrun \
   --lr "${LR:-2.5e-4}" \
   --epochs "${EPOCHS:-200}" \
   --optimizer_type RMSprop \
-  --loss mse \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-cuda}" \

@@ -18,7 +18,6 @@ python3 train_adversarial.py \
   --lr "${LR:-2.5e-4}" \
   --batch_size "${BATCH:-8}" \
   --epochs "${EPOCHS:-200}" \
-  --loss mse \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-auto}" \

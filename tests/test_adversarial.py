@@ -35,8 +35,8 @@ def _ctx() -> StepContext:
 
 
 def _step(nets: Nets, opts: dict, b: dict, cfg) -> dict:
-    """One iteration of Algorithm 1 as these tests knew it before step 1 (``g_error_step``) existed: P, C, then
-    one G update by Eq. 4 (one P/C and one G update per iteration)."""
+    """Steps 2-4 of Algorithm 1 alone (``g_error_step`` off): P, C, then one G update by Eq. 4, so that each
+    network's update is checked without step 1's extra G update."""
     adv = dataclasses.replace(adversarial_params(cfg), g_error_step=False, gen_iters=1, disc_iters=1)
     return adversarial_step(nets, opts, b, _ctx(), error_loss_params(cfg), adv)
 

@@ -134,14 +134,14 @@ def test_paper_scale_is_eq_1_by_hand():
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
     stack0, stack1 = torch.full((2, 2, 2, 2), 0.5), torch.full((2, 2, 2, 2), 1.0)
     stack0[1, 1], stack1[1, 1] = 100.0, 100.0
-    assert heatmap_mse([stack0, stack1], target, mask, scale="paper").item() == pytest.approx(1.75)
-    assert heatmap_mse([stack0, stack1], target, mask, scale="pixel_mean").item() == pytest.approx(14 / 12)
+    assert heatmap_mse([stack0, stack1], target, mask, 0.0, "paper").item() == pytest.approx(1.75)
+    assert heatmap_mse([stack0, stack1], target, mask, 0.0, "pixel_mean").item() == pytest.approx(14 / 12)
 
     occ_target = torch.zeros(2, 2, 2, 2)
     occ_target[1, 0, 1, 1] = 1.0
     out = {"pose": [stack0, stack1], "occlusion": [torch.zeros(2, 2, 2, 2)] * 2}
     b = {"heatmaps": target, "occlusion": occ_target, "annotated": mask}
-    assert error_loss(out, b, ErrorLoss(scale="paper")).item() == pytest.approx(2.0)
+    assert error_loss(out, b, ErrorLoss(fg_weight=0.0, scale="paper")).item() == pytest.approx(2.0)
 
 
 # ---- adv_stacks -----------------------------------------------------------------------------------------------

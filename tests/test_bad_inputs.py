@@ -300,8 +300,8 @@ def test_empty_val_or_test_split_is_refused_before_training_or_testing(tmp_path,
 # ---- out-of-range config values -----------------------------------------------------------------------
 
 @pytest.mark.parametrize(("entry", "extra", "culprit"), [
-    (train_supervised, ["--set", "input_res=100"], "must be input_res / 4 = 25"),
-    (train_supervised, ["--set", "output_res=20"], "output_res=20 must be input_res / 4"),
+    (train_supervised, ["--set", "input_res=100"], "input_res=100 must be a multiple of 4 * 2**depth = 16"),
+    (train_supervised, ["--set", "output_res=20"], "output_res cannot be set: it is input_res / 4"),
     (train_supervised, ["--print_every", "0"], "print_every=0 is outside its range"),
     (train_supervised, ["--lr", "-1"], "lr=-1.0 is outside its range"),
     (train_supervised, ["--workers", "-1"], "workers=-1 is outside its range"),
