@@ -35,10 +35,10 @@ for seed in $SEEDS; do
     "$PYTHON" "${cmd[@]}" "${common[@]}" --modelName "$name" --seed "$seed"
     "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset synthetic --split val --max_samples "$VAL_SAMPLES" \
       --device "$DEVICE" --output "$OUTPUTS/$name" --overwrite
-    "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$name/metrics.json" \
+    "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$name/metrics.json" \
       --run_dir "$RUNS/$name" --method "$variant" --seed "$seed" --epochs "$EPOCHS" \
       --wall_seconds $((SECONDS - start)) --info "train_samples_per_epoch=$TRAIN_SAMPLES" \
       --info "date=$(date -u +%F)" --output "$RESULTS/$name.json"
   done
 done
-"$PYTHON" collect_results.py summary "$RESULTS"
+"$PYTHON" -m scripts.collect_results summary "$RESULTS"

@@ -1,8 +1,8 @@
 """Throughput of the input pipeline, the training steps and inference; prints a table, optionally writes JSON.
 
-    python scripts/benchmark.py --config config.cpu_small --json docs/bench-cpu.json
-    python scripts/benchmark.py --config config.newell8 --batch_size 32 --device cuda --json bench-h100.json
-    python scripts/benchmark.py --quick --config config.tiny          # smoke test, well under a minute on CPU
+    python -m scripts.benchmark --config config.cpu_small --json docs/bench-cpu.json
+    python -m scripts.benchmark --config config.newell8 --batch_size 32 --device cuda --json bench-h100.json
+    python -m scripts.benchmark --quick --config config.tiny          # smoke test, well under a minute on CPU
 
 Figures (images/s unless noted):
   pipeline_images_per_s_per_worker  one DataLoader worker's work in this process (one torch and one OpenCV
@@ -32,19 +32,16 @@ import re
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+import cv2
+import torch
+import torch._dynamo
+from torch.utils.flop_counter import FlopCounterMode
 
-import cv2  # noqa: E402
-import torch  # noqa: E402
-import torch._dynamo  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from config import load_config, parse_overrides, preset_name  # noqa: E402
-from datasets import build_dataset  # noqa: E402
-from datasets.sampler import EpochSampler  # noqa: E402
-from inference.predict import predict_heatmaps  # noqa: E402
-from runtime.device import (  # noqa: E402
+from config import load_config, parse_overrides, preset_name
+from datasets import build_dataset
+from datasets.sampler import EpochSampler
+from inference.predict import predict_heatmaps
+from runtime.device import (
     choose_precision,
     cpu_capability,
     place_images,
@@ -53,18 +50,19 @@ from runtime.device import (  # noqa: E402
     strict_fp32,
     use_device,
 )
-from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init  # noqa: E402
-from training.build import (  # noqa: E402
+from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init
+from training.build import (
     adversarial_params,
     build_nets,
     build_optimizers,
     error_loss_params,
     place_nets,
 )
-from training.steps import StepContext, to_device, train_step  # noqa: E402
-from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
-from utils.io import write_json  # noqa: E402
+from training.steps import StepContext, to_device, train_step
+from utils.errors import UserInputError, exit_on_user_error
+from utils.io import write_json
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's data sheets, matched in order against
 # torch.cuda.get_device_name(): the H100 comes in three boards with different clocks and power limits
 # ("NVIDIA H100 80GB HBM3" is the SXM board). Whole words only, so "GH200" is not an H200. A name matching

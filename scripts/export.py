@@ -1,7 +1,7 @@
 """Export a checkpoint's generator as a weights-only file to share (and optionally as ONNX).
 
-    python scripts/export.py trainmodel/apn/best.pt weights/apn.pt
-    python scripts/export.py trainmodel/apn/best.pt weights/apn-fp16.pt --fp16 --onnx weights/apn.onnx
+    python -m scripts.export trainmodel/apn/best.pt weights/apn.pt
+    python -m scripts.export trainmodel/apn/best.pt weights/apn-fp16.pt --fp16 --onnx weights/apn.onnx
 
 The file holds G's weights, its model arguments, the resolved config and the dataset name, nothing else:
 it loads with torch.load(weights_only=True), and test.py and predict.py take it as --checkpoint. Layout and
@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export  # noqa: E402
-from inference.weights import load_checkpoint, resolve_checkpoint_path  # noqa: E402
-from utils.errors import UserInputError, exit_on_user_error, refuse_empty  # noqa: E402
-from utils.io import existing_parent_dir  # noqa: E402
+from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export
+from inference.weights import load_checkpoint, resolve_checkpoint_path
+from utils.errors import UserInputError, exit_on_user_error, refuse_empty
+from utils.io import existing_parent_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

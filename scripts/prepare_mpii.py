@@ -1,7 +1,7 @@
 """Convert the official MPII annotations into the stacked-hourglass files ``annot/{train,valid,test}.h5``.
 
-    python scripts/prepare_mpii.py --mat mpii_human_pose_v1_u12_1.mat --out data/mpii/annot
-    python scripts/prepare_mpii.py --mat ... --out ... --valid_from other/valid.h5 --overwrite
+    python -m scripts.prepare_mpii --mat mpii_human_pose_v1_u12_1.mat --out data/mpii/annot
+    python -m scripts.prepare_mpii --mat ... --out ... --valid_from other/valid.h5 --overwrite
 
 The validation people are Tompson et al.'s 2958 (datasets/data/mpii_valid_people.csv) unless --valid_from names a
 valid.h5 to take them from. Conventions and split rules: datasets/mpii_official.py.
@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from datasets.mpii_official import (  # noqa: E402
+from datasets.mpii_official import (
     build_splits,
     check_mat_path,
     load_release,
@@ -24,8 +20,8 @@ from datasets.mpii_official import (  # noqa: E402
     read_valid_h5,
     write_h5,
 )
-from utils.errors import UserInputError, exit_on_user_error, refuse_empty  # noqa: E402
-from utils.io import ensure_writable_dir  # noqa: E402
+from utils.errors import UserInputError, exit_on_user_error, refuse_empty
+from utils.io import ensure_writable_dir
 
 SPLITS = ("train", "valid", "test")
 

@@ -40,7 +40,7 @@ common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --s
 test_and_record() {  # name method seed start_seconds start_epoch
   "$PYTHON" test.py --checkpoint "$RUNS/$1/last.pt" --dataset lspet --path "$DATA" --split val \
     --device "$DEVICE" --output "$OUTPUTS/$1" --overwrite
-  "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$1/metrics.json" \
+  "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$1/metrics.json" \
     --run_dir "$RUNS/$1" --method "$2" --seed "$3" --epochs "$EPOCHS" --wall_seconds $((SECONDS - $4)) \
     --info "start_epoch=$5" --info "config_preset=$CONFIG" --info "date=$(date -u +%F)" \
     --output "$RESULTS/$1.json"
@@ -72,4 +72,4 @@ for seed in $SEEDS; do
     --pretrained "$snapshot" --epochs "$HALF" --set "lr_milestones=[$((DROP - HALF))]" ${adv_set[@]+"${adv_set[@]}"}
   test_and_record "$ADV_TAG-s$seed" "$ADV_TAG" "$seed" "$start" "$HALF"
 done
-"$PYTHON" collect_results.py summary "$RESULTS"
+"$PYTHON" -m scripts.collect_results summary "$RESULTS"

@@ -67,7 +67,7 @@ run() {  # name method seed start_epoch epochs trainer [flags of a fresh run...]
   fi
   "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset lspet --path "$DATA" --split val \
     --device "$DEVICE" --output "$OUTPUTS/$name" --overwrite ${VAL_SAMPLES:+--max_samples "$VAL_SAMPLES"}
-  "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$name/metrics.json" \
+  "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$name/metrics.json" \
     --run_dir "$RUNS/$name" --method "$method" --seed "$seed" --epochs "$EPOCHS" --wall_seconds $((SECONDS - start)) \
     --info "start_epoch=$start_epoch" --info "config_preset=$CONFIG" --info "date=$(date -u +%F)" \
     --output "$RESULTS/$name.json"
@@ -104,4 +104,4 @@ if [ -n "$SWEEP" ]; then
     adversarial "${setting%%:*}-s$SWEEP_SEED" "${setting%%:*}" "$SWEEP_SEED" "${sets[@]}"
   done
 fi
-"$PYTHON" collect_results.py summary "$RESULTS" --baseline supervised --baseline adversarial
+"$PYTHON" -m scripts.collect_results summary "$RESULTS" --baseline supervised --baseline adversarial

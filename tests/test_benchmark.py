@@ -9,8 +9,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scripts import benchmark
 
 
 def _positive_numbers(value, where: str) -> None:
@@ -23,10 +24,11 @@ def _positive_numbers(value, where: str) -> None:
 
 def test_quick_benchmark_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"), "--quick", "--config", "config.tiny",
+    cmd = [sys.executable, "-m", "scripts.benchmark", "--quick", "--config", "config.tiny",
            "--device", "cpu", "--threads", "1", "--pipeline_samples", "40", "--peak_tflops", "1.0",
            "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": REPO}  # run from tmp_path: nothing lands in the repository
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
     for key in ("pipeline_images_per_s_per_worker", "pipeline_cached_images_per_s_per_worker",
@@ -49,7 +51,6 @@ def test_optimized_cpu_precision_follows_the_machine(monkeypatch):
     import runtime.device as rt
     from config import load_config
 
-    benchmark = _benchmark_module()
     cfg = load_config("tiny", {"amp": "auto"})
     for native, dtype in ((False, None), (True, torch.bfloat16)):
         monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda native=native: native)
@@ -59,25 +60,9 @@ def test_optimized_cpu_precision_follows_the_machine(monkeypatch):
 
 
 def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import benchmark
-    finally:
-        sys.path.pop(0)
-    import torch
-
     args = benchmark.parse_args([])
     assert benchmark.peak_tflops(args, torch.device("cpu"), None) is None
     assert benchmark.peak_tflops(benchmark.parse_args(["--peak_tflops", "50"]), torch.device("cpu"), None) == 50
-
-
-def _benchmark_module():
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import benchmark
-    finally:
-        sys.path.pop(0)
-    return benchmark
 
 
 @pytest.mark.parametrize(("name", "peak"), [
@@ -93,7 +78,7 @@ def _benchmark_module():
     ("Tesla V100-SXM2-16GB", None),
 ])
 def test_peak_table_tells_the_h100_boards_and_the_h200_apart(name, peak):
-    assert _benchmark_module().table_peak_tflops(name) == peak
+    assert benchmark.table_peak_tflops(name) == peak
 
 
 def test_plain_mode_is_true_fp32_and_restores_the_settings():
@@ -101,7 +86,6 @@ def test_plain_mode_is_true_fp32_and_restores_the_settings():
 
     from runtime.device import strict_fp32
 
-    benchmark = _benchmark_module()
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
               torch.get_float32_matmul_precision())
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True

@@ -117,6 +117,5 @@ def test_ddp_launch_scripts_show_their_torchrun_flags():
         assert subprocess.run(["bash", "-n", path]).returncode == 0
 
 
-if __name__ == "__main__":  # a torchrun rank (see the module docstring)
-    sys.path.insert(0, REPO)
+if __name__ == "__main__":  # a torchrun rank (see the module docstring; PYTHONPATH holds REPO)
     _worker(sys.argv[1], sys.argv[2])

@@ -320,6 +320,5 @@ def test_file_that_one_rank_cannot_read_stops_every_rank_with_one_line(tmp_path)
     assert "rank 0" not in lines[0] and "filesystem" in lines[0]
 
 
-if __name__ == "__main__":  # a torchrun rank (see the module docstring)
-    sys.path.insert(0, REPO)
+if __name__ == "__main__":  # a torchrun rank (see the module docstring; PYTHONPATH holds REPO)
     _worker(sys.argv[1], sys.argv[2])

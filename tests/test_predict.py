@@ -11,12 +11,12 @@ import h5py
 import numpy as np
 import pytest
 
-import plot_curves
 import predict
 import test as test_entry
 from datasets import build_dataset
 from datasets.skeleton import MPII
 from inference.predictor import Predictor, box_from_xywh
+from scripts import plot_curves
 
 
 @pytest.fixture(scope="module")

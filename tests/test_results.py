@@ -1,10 +1,10 @@
-"""collect_results.py: run records and the summary table of the reproduction scripts."""
+"""scripts/collect_results.py: run records and the summary table of the reproduction scripts."""
 
 import json
 
 import pytest
 
-import collect_results
+from scripts import collect_results
 
 
 def _fake_run(tmp_path, name, head, mean, occluded_count=0):

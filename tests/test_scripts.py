@@ -166,8 +166,8 @@ def test_acceptance_summary_reports_failed_and_timed_out_steps(tmp_path):
     (out / "steps.tsv").write_text(f"cuda-tests\t0\t5\t{out / 'cuda-tests.xml'}\n"
                                    f"benchmark-model\t124\t420\t{out / 'bench-model.json'}\n"
                                    f"train-supervised\t0\t10\t{out / 'missing.jsonl'}\n")
-    script = os.path.join(REPO, "scripts", "acceptance_summary.py")
-    done = subprocess.run([sys.executable, script, str(out), "--device", "cuda"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "scripts.acceptance_summary", str(out), "--device", "cuda"], cwd=REPO,
+                          capture_output=True, text=True)
     assert done.returncode == 1
     status = {s["name"]: s["status"] for s in json.loads((out / "summary.json").read_text())["steps"]}
     assert status == {"cuda-tests": "failed (every CUDA test skipped)", "benchmark-model": "timed out",

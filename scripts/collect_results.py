@@ -1,9 +1,9 @@
 """Turn tested runs into result records and a summary table (used by scripts/reproduce-*.sh).
 
-    python collect_results.py record --metrics outputs/x/metrics.json --run_dir trainmodel/x \\
+    python -m scripts.collect_results record --metrics outputs/x/metrics.json --run_dir trainmodel/x \\
         --method supervised --seed 0 --epochs 24 --wall_seconds 1234 --output results/lspet-mini/x.json
-    python collect_results.py summary results/lspet-mini   # prints it; writes summary.md and curves.png there
-                                                           # (and grad_ratio.png when runs logged adv_grad_ratio)
+    python -m scripts.collect_results summary results/lspet-mini
+        # prints it; writes summary.md and curves.png there (and grad_ratio.png when runs logged adv_grad_ratio)
 
 The summary has these tables: per method, each joint group's score as mean ± std over seeds; each other
 method minus --baseline, paired by seed and by val image, with a 95% bootstrap interval over val images

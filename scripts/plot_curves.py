@@ -1,8 +1,8 @@
 """Draw the training curves of a run directory from its log.jsonl: losses and validation mean per epoch, and for
 adversarial runs the gradient ratio adv_grad_ratio (how hard P and C push G against the MSE; log scale).
 
-    python plot_curves.py trainmodel/demo                  # writes trainmodel/demo/curves.png
-    python plot_curves.py trainmodel/demo --output c.png
+    python -m scripts.plot_curves trainmodel/demo          # writes trainmodel/demo/curves.png
+    python -m scripts.plot_curves trainmodel/demo --output c.png
 """
 
 from __future__ import annotations
