@@ -19,8 +19,8 @@ import argparse
 from config.default_config import CHOICES
 from inference.predictor import Boxes, Predictor, check_box, plan_jobs, predict_files, read_boxes
 from inference.weights import fallback_note
+from storage.io import check_replaceable, ensure_writable_dir, some_names
 from utils.errors import exit_on_user_error, refuse_empty
-from utils.io import check_replaceable, ensure_writable_dir, some_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -33,8 +33,8 @@ from inference.scoring import (
 from inference.submission import SUBMISSION_NAME, write_mpii_submission
 from inference.weights import fallback_note
 from reporting.plots import plot_pck_curve, save_prediction_pictures
+from storage.io import check_replaceable, ensure_writable_dir, some_names
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
-from utils.io import check_replaceable, ensure_writable_dir, some_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -38,8 +38,8 @@ import numpy as np
 import scipy.io
 
 from datasets.skeleton import MPII
+from storage.io import atomic_output, open_h5
 from utils.errors import UserInputError
-from utils.io import atomic_output, open_h5
 
 NUM_JOINTS = MPII.num_joints
 PELVIS, THORAX = MPII.names.index("pelvis"), MPII.names.index("thorax")

@@ -23,9 +23,9 @@ from datasets.skeleton import JointSpec
 from inference.predict import heatmaps_to_original, predict_heatmaps
 from inference.weights import LOADED_FROM, load_generator
 from runtime.device import autocast_dtype, place_images, precision_name
+from storage.io import NOT_FOUND, atomic_output, file_problem, json_safe, write_image, write_json
 from utils.drawing import YELLOW, draw_pose
 from utils.errors import UserInputError
-from utils.io import NOT_FOUND, atomic_output, file_problem, json_safe, write_image, write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")

@@ -10,8 +10,8 @@ import numpy as np
 
 from datasets.base import MAX_COORD, PoseDataset
 from inference.metrics import counted_joints, evaluate, format_table
+from storage.io import open_h5, write_bytes, write_json
 from utils.errors import UserInputError
-from utils.io import open_h5, write_bytes, write_json
 
 
 def score_dataset(

@@ -22,8 +22,8 @@ from torch import nn
 from config import Config, config_from_dict
 from models import build_generator
 from runtime.device import place_module, resolve_device, use_device
+from storage.io import NOT_FOUND, file_problem
 from utils.errors import UserInputError
-from utils.io import NOT_FOUND, file_problem
 
 LOADED_FROM = "_loaded_from"  # key added to every loaded checkpoint: the file it was read from
 SNAPSHOT = re.compile(r"epoch_(\d+)\.pt")  # the trainer's snapshots (snapshot_epochs)

@@ -19,8 +19,8 @@ import xml.etree.ElementTree as ElementTree
 
 from runtime.system import machine_description
 from runtime.versions import package_versions
+from storage.io import write_bytes, write_json
 from utils.errors import UserInputError, exit_on_user_error
-from utils.io import write_bytes, write_json
 
 TIMEOUT_EXITS = (124, 137)  # coreutils' timeout stopped the step (137: it had to send KILL after INT)
 

@@ -51,6 +51,7 @@ from runtime.device import (
     use_device,
 )
 from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init
+from storage.io import write_json
 from training.build import (
     adversarial_params,
     build_nets,
@@ -60,7 +61,6 @@ from training.build import (
 )
 from training.steps import StepContext, to_device, train_step
 from utils.errors import UserInputError, exit_on_user_error
-from utils.io import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's data sheets, matched in order against

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from storage.io import existing_parent_dir, write_bytes, write_json
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
-from utils.io import existing_parent_dir, write_bytes, write_json
 
 
 @exit_on_user_error

@@ -15,8 +15,8 @@ import os
 
 from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export
 from inference.weights import load_checkpoint, resolve_checkpoint_path
+from storage.io import existing_parent_dir
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
-from utils.io import existing_parent_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,8 +11,8 @@ import argparse
 import json
 import os
 
+from storage.io import existing_parent_dir
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
-from utils.io import existing_parent_dir
 
 
 @exit_on_user_error

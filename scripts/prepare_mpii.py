@@ -20,8 +20,8 @@ from datasets.mpii_official import (
     read_valid_h5,
     write_h5,
 )
+from storage.io import ensure_writable_dir
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
-from utils.io import ensure_writable_dir
 
 SPLITS = ("train", "valid", "test")
 

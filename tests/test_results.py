@@ -75,7 +75,7 @@ def test_undefined_figures_are_written_as_null(tmp_path):
     import numpy as np
 
     from inference.scoring import write_metrics
-    from utils.io import json_safe
+    from storage.io import json_safe
 
     assert json_safe({"a": [float("inf"), np.float32("nan"), 1.5], "b": (np.int64(3), "x")}) == {
         "a": [None, None, 1.5], "b": [3, "x"]}

@@ -26,10 +26,10 @@ import torch.distributed as dist
 from torch import nn
 
 from inference.weights import load_checkpoint
+from storage.io import atomic_write
 from training.build import raw_module
 from training.steps import Nets
 from utils.errors import UserInputError
-from utils.io import atomic_write
 
 FORMAT_VERSION = 2  # 2: weights-only loadable (RNG states as tensors), one CUDA generator
 

@@ -23,6 +23,7 @@ from models import count_parameters
 from reporting.plots import plot_training_curves
 from runtime.device import choose_precision, precision_name
 from runtime.distributed import cleanup_distributed, init_distributed
+from storage.io import write_json
 from training.build import adversarial_params, error_loss_params, raw_module
 from training.checkpoint import NonFiniteError
 from training.run import Run, RunSpec, TrainState, build_run, save
@@ -31,7 +32,6 @@ from training.stats import StepStats, epoch_means
 from training.steps import Nets, to_device, train_step
 from training.stopping import StopSignals, stop_here, stop_signals
 from utils.errors import Interrupted
-from utils.io import write_json
 
 
 def train_epoch(run: Run, stop: StopSignals) -> tuple[int, int]:

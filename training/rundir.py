@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from config.default_config import CHOICES
 from inference.weights import LOADED_FROM, load_checkpoint
+from storage.io import ensure_writable_dir, some_names
 from training.runlock import LOCK_NAME, RunLock
 from utils.errors import UserInputError
-from utils.io import ensure_writable_dir, some_names
 
 INTERNAL_PREFIXES = (LOCK_NAME, ".tmp-", ".write-test-")  # the lock, a killed write's temp file, the write test
 START_FILES = frozenset({"config.json", "log.jsonl", "tensorboard"})  # written before the first checkpoint
