@@ -11,7 +11,7 @@ import argparse
 import os
 import socket
 
-from cli.common import IgnoredLoss
+from cli.common import IgnoredLoss, add_amp_flag, add_device_flag, add_trust_checkpoint_flag
 from config import Config, config_from_dict, load_config, parse_overrides, preset_name
 from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT
@@ -55,17 +55,16 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
     p.add_argument("--val_split", default=None, help="split to validate on (default: the dataset's val/test split)")
     p.add_argument("--use_gpu", type=int, choices=[0, 1], default=None, help="seed-style: 1 = cuda:<gpu_device>")
     p.add_argument("--gpu_device", type=int, default=0, help="seed-style GPU index used with --use_gpu 1")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (wins over --use_gpu)")
+    add_device_flag(p, default=None, more=" (wins over --use_gpu)")
     p.add_argument("--resume", default=None,
                    help="run directory (its last.pt) or checkpoint to continue exactly; dataset, path, splits and "
                         "sample limits default to the checkpoint's")
-    p.add_argument("--trust_checkpoint", action="store_true",
-                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
+    add_trust_checkpoint_flag(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (config: seed)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (config: workers)")
     p.add_argument("--max_train_samples", type=int, default=None, help="train on the first N samples only")
     p.add_argument("--max_val_samples", type=int, default=None, help="validate on the first N samples only")
-    p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="mixed precision (config: amp)")
+    add_amp_flag(p, "the config's amp")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (config: compile)")
     p.add_argument("--skip_nonfinite", action="store_true", help="skip updates whose loss is NaN/inf")
     p.add_argument("--skip_bad_images", action="store_true", help="skip unreadable images, count them in the log")

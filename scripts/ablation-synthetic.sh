@@ -4,7 +4,7 @@
 #   Multi       supervised G, pose + occlusion heatmaps   Multi+Dis   adversarial, pose + occlusion
 # Every variant trains from scratch for the same EPOCHS x TRAIN_SAMPLES with config.cpu_small; each final
 # checkpoint (last.pt) is tested on the synthetic val split (flip test on). Records go to
-# results/synthetic-ablation/<run>.json, then summary.md and curves.png. About 20 minutes on a 2-core CPU.
+# results/synthetic-ablation/<run>.json (replacing the one of an earlier start), then summary.md and curves.png. About 20 minutes on a 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -38,7 +38,7 @@ for seed in $SEEDS; do
     "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$name/metrics.json" \
       --run_dir "$RUNS/$name" --method "$variant" --seed "$seed" --epochs "$EPOCHS" \
       --wall_seconds $((SECONDS - start)) --info "train_samples_per_epoch=$TRAIN_SAMPLES" \
-      --info "date=$(date -u +%F)" --output "$RESULTS/$name.json"
+      --info "date=$(date -u +%F)" --output "$RESULTS/$name.json" --overwrite
   done
 done
 "$PYTHON" -m scripts.collect_results summary "$RESULTS"

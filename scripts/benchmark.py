@@ -37,6 +37,7 @@ import torch
 import torch._dynamo
 from torch.utils.flop_counter import FlopCounterMode
 
+from cli.common import add_device_flag, add_overwrite_flag
 from config import load_config, parse_overrides, preset_name
 from datasets import build_dataset
 from datasets.sampler import EpochSampler
@@ -51,7 +52,7 @@ from runtime.device import (
     use_device,
 )
 from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init
-from storage.io import write_json
+from storage.io import check_replaceable, replacing_note, write_json
 from training.build import (
     adversarial_params,
     build_nets,
@@ -81,7 +82,7 @@ MODES = ("plain", "optimized")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_flag(p)
     p.add_argument("--config", default="config.default_config", help="preset of the timed models")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
     p.add_argument("--batch_size", type=int, default=None, help="images per step (default: the config's)")
@@ -102,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip_pipeline", action="store_true", help="only the model timings")
     p.add_argument("--skip_inference", action="store_true", help="no inference figures (each is a compile on CUDA)")
     p.add_argument("--json", default=None, help="also write the results to this file")
+    add_overwrite_flag(p, "the --json file")
     return p.parse_args(argv)
 
 
@@ -357,6 +359,7 @@ def print_table(r: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Run every measurement; returns the result record (also printed, and written with --json)."""
     args = parse_args(argv)
+    replaced = check_replaceable([args.json], [], "--json", args.overwrite) if args.json else []
     device = use_device(resolve_device(args.device))
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
@@ -411,6 +414,8 @@ def main(argv: list[str] | None = None) -> dict:
     print_table(record)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        if replaced:
+            print(replacing_note(replaced))
         write_json(args.json, record)
         print(f"json: {args.json}")
     return record

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from storage.io import existing_parent_dir, write_bytes, write_json
+from cli.common import add_overwrite_flag
+from storage.io import check_replaceable, existing_parent_dir, replacing_note, write_bytes, write_json
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
 
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> str:
                      help="wall time of training plus testing (of this start, for a resumed run)")
     rec.add_argument("--info", action="append", default=[], metavar="KEY=VALUE", help="extra field to store")
     rec.add_argument("--output", required=True, help="record file to write (.json)")
+    add_overwrite_flag(rec, "the --output record")
     summ = sub.add_parser("summary", help="all records of a folder -> FOLDER/summary.md and FOLDER/curves.png")
     summ.add_argument("folder")
     summ.add_argument("--baseline", action="append", metavar="METHOD",
@@ -53,9 +55,13 @@ def main(argv: list[str] | None = None) -> str:
             if not sep or not key:
                 raise UserInputError(f"--info: expected KEY=VALUE, got '{pair}'")
             extra[key] = value
+        replaced = check_replaceable([existing_parent_dir(args.output, "--output")], [args.metrics], "--output",
+                                     args.overwrite)
         record = run_record(args.metrics, args.run_dir, args.method, args.seed, args.epochs, args.wall_seconds,
                             **extra)
-        write_json(existing_parent_dir(args.output, "--output"), record, indent=1)
+        if replaced:
+            print(replacing_note(replaced))
+        write_json(args.output, record, indent=1)
         print(f"{args.output}: {record['method']} seed {record['seed']} {record['metric']} {record['mean']:.2f}")
         return args.output
     if args.bootstrap < 100:

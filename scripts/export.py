@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from cli.common import add_overwrite_flag, add_trust_checkpoint_flag
 from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export
 from inference.weights import load_checkpoint, resolve_checkpoint_path
-from storage.io import existing_parent_dir
-from utils.errors import UserInputError, exit_on_user_error, refuse_empty
+from storage.io import check_replaceable, existing_parent_dir, replacing_note
+from utils.errors import exit_on_user_error, refuse_empty
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,18 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fp16", action="store_true", help="store float tensors as float16 (half the size; "
                                                        "loaded back into float32)")
     p.add_argument("--onnx", default=None, metavar="FILE.onnx", help="also write G as an ONNX graph")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--trust_checkpoint", action="store_true",
-                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
+    add_overwrite_flag(p, "the output files")
+    add_trust_checkpoint_flag(p)
     return p.parse_args(argv)
-
-
-def _check_output(path: str, flag: str, source: str, overwrite: bool) -> None:
-    existing_parent_dir(path, flag)
-    if os.path.exists(path) and os.path.samefile(path, source):
-        raise UserInputError(f"{flag}: {path} is the checkpoint being exported (choose another file)")
-    if os.path.exists(path) and not overwrite:
-        raise UserInputError(f"{flag}: {path} exists (pass --overwrite to replace it)")
 
 
 @exit_on_user_error
@@ -45,10 +37,13 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     """Write the export (and the ONNX graph); returns what was written, by kind."""
     args = refuse_empty(parse_args(argv), positional=("checkpoint", "output"))
     source = resolve_checkpoint_path(args.checkpoint)
-    _check_output(args.output, "output", source, args.overwrite)
+    outputs = {"output": args.output, **({"--onnx": args.onnx} if args.onnx is not None else {})}
+    replaced = [p for flag, path in outputs.items()
+                for p in check_replaceable([existing_parent_dir(path, flag)], [source], flag, args.overwrite)]
     if args.onnx is not None:
-        _check_output(args.onnx, "--onnx", source, args.overwrite)
         require_onnx()  # before anything is written
+    if replaced:
+        print(replacing_note(replaced))
     record = export_record(load_checkpoint(source, args.trust_checkpoint), fp16=args.fp16)
     written = {"weights": save_export(record, args.output)}
     size = os.path.getsize(args.output) / 2**20

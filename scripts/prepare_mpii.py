@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from cli.common import add_overwrite_flag
 from datasets.mpii_official import (
     build_splits,
     check_mat_path,
@@ -20,8 +21,8 @@ from datasets.mpii_official import (
     read_valid_h5,
     write_h5,
 )
-from storage.io import ensure_writable_dir
-from utils.errors import UserInputError, exit_on_user_error, refuse_empty
+from storage.io import check_replaceable, ensure_writable_dir, replacing_note
+from utils.errors import exit_on_user_error, refuse_empty
 
 SPLITS = ("train", "valid", "test")
 
@@ -31,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mat", required=True, help="the official mpii_human_pose_v1_u12_1.mat")
     p.add_argument("--out", required=True, help="folder to write train.h5, valid.h5 and test.h5 in (<root>/annot)")
     p.add_argument("--valid_from", default=None, help="take the validation (index, person) pairs from this valid.h5")
-    p.add_argument("--overwrite", action="store_true", help="replace existing h5 files in --out")
+    add_overwrite_flag(p, "the h5 files in --out")
     return p.parse_args(argv)
 
 
@@ -42,12 +43,13 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     check_mat_path(args.mat)
     valid = read_valid_h5(args.valid_from) if args.valid_from else read_valid_csv()
     paths = {split: os.path.join(args.out, f"{split}.h5") for split in SPLITS}
-    existing = [path for path in paths.values() if os.path.exists(path)]
-    if existing and not args.overwrite:
-        raise UserInputError(f"--out: {existing[0]} exists (pass --overwrite to replace it)")
+    # --valid_from is read whole before anything is written, so it may be one of the outputs
+    replaced = check_replaceable(list(paths.values()), [args.mat], "--out", args.overwrite)
     release = load_release(args.mat)
     splits = build_splits(release, valid)
     ensure_writable_dir(args.out, "--out")
+    if replaced:
+        print(replacing_note(replaced))
     for split, arrays in splits.items():
         write_h5(paths[split], arrays)
         print(f"{split}: {len(arrays['index'])} people -> {paths[split]}")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Supervised vs adversarial on the real lspet-mini photos, end to end, for several seeds (issue: results).
+# Supervised vs adversarial on the real lspet-mini photos, end to end, for several seeds.
 #   supervised:  config.cpu_small, EPOCHS epochs (lr x0.1 after DROP epochs), snapshot kept at EPOCHS/2
 #   adversarial: G from that seed's EPOCHS/2 snapshot, then EPOCHS/2 epochs of Algorithm 1: both see EPOCHS
 # Every final checkpoint (last.pt, not the best-on-val one) is tested with test.py (flip test on); one record
-# per run goes to results/lspet-mini/<run>.json, then summary.md and curves.png.
+# per run goes to results/lspet-mini/<run>.json (replacing the one of an earlier start), then summary.md and
+# curves.png.
 # 78 minutes on this project's 2-core CPU with the defaults (README "Results"); DEVICE=cuda runs it on a GPU.
 # A variant of the adversarial half beside the existing runs, from the same snapshots (README "Results"):
 #   SKIP_SUPERVISED=1 ADV_TAG=adversarial-eps3 ADV_SET="epsilon=3.0" bash scripts/reproduce-lspet-mini.sh
@@ -43,7 +44,7 @@ test_and_record() {  # name method seed start_seconds start_epoch
   "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$1/metrics.json" \
     --run_dir "$RUNS/$1" --method "$2" --seed "$3" --epochs "$EPOCHS" --wall_seconds $((SECONDS - $4)) \
     --info "start_epoch=$5" --info "config_preset=$CONFIG" --info "date=$(date -u +%F)" \
-    --output "$RESULTS/$1.json"
+    --output "$RESULTS/$1.json" --overwrite
 }
 
 adv_set=()

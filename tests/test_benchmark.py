@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, error_line
 
 from scripts import benchmark
 
@@ -57,6 +57,14 @@ def test_optimized_cpu_precision_follows_the_machine(monkeypatch):
         setup = benchmark.Setup(cfg, "supervised", "optimized", torch.device("cpu"), compile_on_cuda=False)
         assert setup.ctx.dtype == dtype and setup.ctx.channels_last
         assert benchmark.Setup(cfg, "supervised", "plain", torch.device("cpu"), False).ctx.dtype is None
+
+
+def test_an_existing_json_is_refused_before_any_measurement(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text("{}")
+    line = error_line(benchmark, ["--json", str(out), "--device", "no-such-device"], capsys)  # the check comes first
+    assert line.startswith(f"error: --json: 1 file would be replaced ({out}); pass --overwrite")
+    assert out.read_text() == "{}"
 
 
 def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):

@@ -152,11 +152,16 @@ def test_export_refusals(run_dir, exports, tmp_path, capsys):
     before = path.read_bytes()
     with pytest.raises(SystemExit) as exc:
         export.main([str(run_dir / "best.pt"), str(path)])
-    assert exc.value.code == 2 and "exists (pass --overwrite" in capsys.readouterr().err
+    assert exc.value.code == 2 and f"output: 1 file would be replaced ({path}); pass --overwrite" in \
+        capsys.readouterr().err
     assert path.read_bytes() == before
     with pytest.raises(SystemExit) as exc:
         export.main([str(run_dir / "best.pt"), str(run_dir / "best.pt"), "--overwrite"])
-    assert exc.value.code == 2 and "is the checkpoint being exported" in capsys.readouterr().err
+    assert exc.value.code == 2 and "would replace the input" in capsys.readouterr().err
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"a file of yours")
+    export.main([str(run_dir / "best.pt"), str(mine), "--overwrite"])
+    assert f"replacing 1 earlier file (--overwrite): {mine}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         export.main([str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")])
     assert exc.value.code == 2 and "checkpoint not found" in capsys.readouterr().err
