@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from cli.common import add_inference_flags, add_overwrite_flag
-from inference.predictor import Boxes, Predictor, check_box, plan_jobs, predict_files, read_boxes
+from inference.predict import Boxes, Predictor, check_box, plan_jobs, predict_files, read_boxes
 from inference.weights import fallback_note
 from storage.io import check_replaceable, ensure_writable_dir, replacing_note
 from utils.errors import exit_on_user_error, refuse_empty

@@ -21,12 +21,12 @@ from cli.common import add_inference_flags, add_overwrite_flag
 from config import load_config
 from datasets import DATASETS, DEFAULT_VAL_SPLIT, build_dataset
 from datasets.mpii_official import check_mat_path
-from inference.predict import evaluate_checkpoint
+from inference.evaluate import evaluate_checkpoint
 from inference.scoring import (
     describe_unusable,
     read_predictions,
     report,
-    score_dataset,
+    score_predictions,
     write_metrics,
     write_predictions,
 )
@@ -120,7 +120,7 @@ def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, o
     if args.predictions:
         dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
         preds = read_predictions(args.predictions, len(dataset), dataset.spec.num_joints)
-        result = score_dataset(preds, dataset, args.alpha) if dataset.ann.labelled else {}
+        result = score_predictions(preds, dataset, args.alpha) if dataset.ann.labelled else {}
         check_usable(result, f"--predictions {args.predictions}")
         rows = np.arange(len(dataset))
     else:

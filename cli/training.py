@@ -37,8 +37,8 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help=f"one of: {', '.join(DATASETS)} (default: synthetic, or the --resume checkpoint's)")
     p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic; --resume remembers it)")
-    p.add_argument("--modelName", default=None,
-                   help="run name, a plain folder name: writes <save_root>/<modelName>/ (default: run, or the "
+    p.add_argument("--model_name", "--modelName", dest="model_name", default=None,
+                   help="run name, a plain folder name: writes <save_root>/<model_name>/ (default: run, or the "
                         "--resume checkpoint's folder)")
     p.add_argument("--save_root", default="trainmodel", help="parent folder of run directories")
     p.add_argument("--overwrite", action="store_true",
@@ -142,9 +142,9 @@ def device_flag(args: argparse.Namespace) -> str:
 
 
 def plain_name(name: str) -> str:
-    """``--modelName`` must name a folder inside ``--save_root``: no path separators, no '.' or '..'."""
+    """``--model_name`` must name a folder inside ``--save_root``: no path separators, no '.' or '..'."""
     if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
-        raise UserInputError(f"--modelName: '{name}' must be a plain folder name (no '/', not '.' or '..'); "
+        raise UserInputError(f"--model_name: '{name}' must be a plain folder name (no '/', not '.' or '..'); "
                              f"use --save_root for the parent folder")
     return name
 
@@ -156,10 +156,10 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
     dataset = args.dataset or saved.get("dataset") or "synthetic"
     if args.resume and os.path.isdir(args.resume):
         run_dir = args.resume
-    elif args.resume and args.modelName is None:
+    elif args.resume and args.model_name is None:
         run_dir = os.path.dirname(os.path.abspath(args.resume))  # continue beside the checkpoint
     else:
-        run_dir = os.path.join(args.save_root, plain_name(args.modelName if args.modelName is not None else "run"))
+        run_dir = os.path.join(args.save_root, plain_name(args.model_name if args.model_name is not None else "run"))
 
     def pick(flag: str, default=None):
         value = getattr(args, flag)

@@ -32,7 +32,7 @@ for seed in $SEEDS; do
       Multi+Dis) cmd=(train_adversarial.py) ;;
     esac
     start=$SECONDS
-    "$PYTHON" "${cmd[@]}" "${common[@]}" --modelName "$name" --seed "$seed"
+    "$PYTHON" "${cmd[@]}" "${common[@]}" --model_name "$name" --seed "$seed"
     "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset synthetic --split val --max_samples "$VAL_SAMPLES" \
       --device "$DEVICE" --output "$OUTPUTS/$name" --overwrite
     "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$name/metrics.json" \

@@ -81,13 +81,13 @@ step benchmark-adversarial 210 "$OUT/bench-adversarial.json" \
 common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$OUT/runs"
         --train_split train ${samples[@]+"${samples[@]}"})
 step train-supervised 300 "$OUT/runs/supervised/log.jsonl" \
-  "$PYTHON" train_supervised.py "${common[@]}" --modelName supervised --epochs "$EPOCHS" \
+  "$PYTHON" train_supervised.py "${common[@]}" --model_name supervised --epochs "$EPOCHS" \
   --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
 step test-supervised 60 "$OUT/test/supervised/metrics.json" \
   "$PYTHON" test.py --checkpoint "$OUT/runs/supervised/last.pt" --dataset lspet --path "$DATA" --split val \
   --device "$DEVICE" --output "$OUT/test/supervised" --overwrite ${test_samples[@]+"${test_samples[@]}"}
 step train-adversarial 240 "$OUT/runs/adversarial/log.jsonl" \
-  "$PYTHON" train_adversarial.py "${common[@]}" --modelName adversarial --epochs "$HALF" \
+  "$PYTHON" train_adversarial.py "${common[@]}" --model_name adversarial --epochs "$HALF" \
   --pretrained "$OUT/runs/supervised/epoch_$HALF.pt" --set "lr_milestones=[$((DROP - HALF))]"
 step test-adversarial 60 "$OUT/test/adversarial/metrics.json" \
   "$PYTHON" test.py --checkpoint "$OUT/runs/adversarial/last.pt" --dataset lspet --path "$DATA" --split val \

@@ -62,14 +62,14 @@ for seed in $SEEDS; do
   snapshot="$RUNS/supervised-s$seed/epoch_$HALF.pt"
   if [ "$SKIP_SUPERVISED" != 1 ]; then
     start=$SECONDS
-    "$PYTHON" train_supervised.py "${common[@]}" --modelName "supervised-s$seed" --seed "$seed" \
+    "$PYTHON" train_supervised.py "${common[@]}" --model_name "supervised-s$seed" --seed "$seed" \
       --epochs "$EPOCHS" --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
     test_and_record "supervised-s$seed" supervised "$seed" "$start" 0
   fi
 
   start=$SECONDS
   # the adversarial half continues the supervised schedule: its lr drop comes DROP - HALF epochs in
-  "$PYTHON" train_adversarial.py "${common[@]}" --modelName "$ADV_TAG-s$seed" --seed "$seed" \
+  "$PYTHON" train_adversarial.py "${common[@]}" --model_name "$ADV_TAG-s$seed" --seed "$seed" \
     --pretrained "$snapshot" --epochs "$HALF" --set "lr_milestones=[$((DROP - HALF))]" ${adv_set[@]+"${adv_set[@]}"}
   test_and_record "$ADV_TAG-s$seed" "$ADV_TAG" "$seed" "$start" "$HALF"
 done

@@ -63,7 +63,7 @@ run() {  # name method seed start_epoch epochs trainer [flags of a fresh run...]
   if [ -f "$RUNS/$name/last.pt" ]; then  # the checkpoint holds the config, data and position of the run
     "$PYTHON" "$trainer" --resume "$RUNS/$name" --epochs "$epochs" --device "$DEVICE"
   else
-    "$PYTHON" "$trainer" "${common[@]}" --overwrite --modelName "$name" --seed "$seed" --epochs "$epochs" "$@"
+    "$PYTHON" "$trainer" "${common[@]}" --overwrite --model_name "$name" --seed "$seed" --epochs "$epochs" "$@"
   fi
   "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset lspet --path "$DATA" --split val \
     --device "$DEVICE" --output "$OUTPUTS/$name" --overwrite ${VAL_SAMPLES:+--max_samples "$VAL_SAMPLES"}

@@ -20,7 +20,7 @@ torchrun \
   train_adversarial.py \
   --dataset "${DATASET:-mpii}" \
   --path "${DATA:-data/mpii}" \
-  --modelName "${NAME:-adversarial-mpii-ddp}" \
+  --model_name "${NAME:-adversarial-mpii-ddp}" \
   --config "${CONFIG:-config.default_config}" \
   --batch_size "${BATCH:-8}" \
   --lr "${LR:-2.5e-4}" \

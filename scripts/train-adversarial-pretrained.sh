@@ -12,7 +12,7 @@ python3 train_adversarial.py \
   --pretrained "${PRETRAINED:-trainmodel/multi-mpii/best.pt}" \
   --dataset "${DATASET:-mpii}" \
   --path "${DATA:-data/mpii}" \
-  --modelName "${NAME:-adversarial-mpii-pretrained}" \
+  --model_name "${NAME:-adversarial-mpii-pretrained}" \
   --config "${CONFIG:-config.default_config}" \
   --optimizer_type RMSprop \
   --lr "${LR:-2.5e-4}" \

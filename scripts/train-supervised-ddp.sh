@@ -20,7 +20,7 @@ torchrun \
   train_supervised.py \
   --dataset "${DATASET:-mpii}" \
   --path "${DATA:-data/mpii}" \
-  --modelName "${NAME:-hg8-mpii-ddp}" \
+  --model_name "${NAME:-hg8-mpii-ddp}" \
   --config "${CONFIG:-config.newell8}" \
   --batch_size "${BATCH:-8}" \
   --lr "${LR:-2.5e-4}" \

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 python3 train_supervised.py \
   --dataset "${DATASET:-mpii}" \
   --path "${DATA:-data/mpii}" \
-  --modelName "${NAME:-hg8-mpii}" \
+  --model_name "${NAME:-hg8-mpii}" \
   --config "${CONFIG:-config.newell8}" \
   --batch_size "${BATCH:-8}" \
   --lr "${LR:-2.5e-4}" \

@@ -55,7 +55,7 @@ def tiny_run_dir(tmp_path_factory):
     import train_supervised
 
     root = tmp_path_factory.mktemp("runs")
-    train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(root), "--modelName",
+    train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(root), "--model_name",
                            "run", "--max_train_samples", "8", "--max_val_samples", "4"])
     return root / "run"
 

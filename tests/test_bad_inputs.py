@@ -83,10 +83,11 @@ def test_overwrite_moves_the_old_run_aside(runs, capsys):
 
 
 @pytest.mark.parametrize("name", ["../../x", "/abs/x", "..", "a/b"])
-def test_model_name_must_be_a_plain_name(tmp_path, capsys, name):
+@pytest.mark.parametrize("flag", ["--model_name", "--modelName"])  # the seed's spelling stays an alias
+def test_model_name_must_be_a_plain_name(tmp_path, capsys, name, flag):
     root = tmp_path / "deep" / "er" / "runs"
-    line = error_line(train_supervised, train_args(root, "--modelName", name), capsys)
-    assert line.startswith("error: --modelName") and name in line
+    line = error_line(train_supervised, train_args(root, flag, name), capsys)
+    assert line.startswith("error: --model_name") and name in line
     assert os.listdir(tmp_path) == []  # nothing created, inside --save_root or outside it
 
 

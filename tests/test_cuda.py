@@ -31,7 +31,8 @@ import torch
 
 from config import load_config
 from datasets import build_dataset
-from inference.predict import inference_settings, make_eval_loader, predict_heatmaps, validate
+from inference.evaluate import evaluate, inference_settings, make_eval_loader
+from inference.predict import predict_heatmaps
 from inference.weights import generator_from_checkpoint, load_checkpoint
 from runtime.device import autocast, autocast_dtype, place_images, strict_fp32
 from training.build import adversarial_params, build_nets, build_optimizers, error_loss_params, raw_module
@@ -207,7 +208,7 @@ def test_flip_test_predictions_equal_on_cpu_and_cuda(cuda_run):
         net = copy.deepcopy(g).to(device).eval()
         settings = inference_settings(cfg, val.spec, device, flip=True)
         assert settings.flip_perm is not None and settings.dtype is None  # amp off: fp32 on both
-        results[device.type] = validate(net, make_eval_loader(val, 4, 0), val, settings, device)
+        results[device.type] = evaluate(net, make_eval_loader(val, 4, 0), val, settings, device)
         images = next(iter(make_eval_loader(val, 4, 0)))["image"].to(device)
         with torch.no_grad():
             heatmaps[device.type] = predict_heatmaps(net, images, settings.flip_perm, device, None).cpu()

@@ -133,7 +133,7 @@ def test_resume_never_continues_into_a_folder_of_other_files(tmp_path, capsys, t
     line = error_line(train_supervised, ["--resume", resume, "--epochs", "2"], capsys)
     held = ", ".join(sorted({name, "best.pt", "config.json", "log.jsonl"}))
     assert line.startswith(f"error: --resume {resume}: run directory {folder} holds files of another run or of "
-                           f"yours ({held})") and "--modelName" in line
+                           f"yours ({held})") and "--model_name" in line
     assert fingerprint(folder) == before
 
 
@@ -427,7 +427,7 @@ def test_overwrite_picks_a_free_aside_name(run_copy, capsys, monkeypatch):
 # ---- row 17: an empty value ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("entry", "args", "flag"), [
-    (train_supervised, ["--modelName", ""], "--modelName"),
+    (train_supervised, ["--modelName", ""], "--model_name"),
     (train_supervised, ["--resume", ""], "--resume"),
     (train_supervised, ["--save_root", " "], "--save_root"),
     (train_adversarial, ["--pretrained", ""], "--pretrained"),

@@ -16,7 +16,7 @@ import predict
 import test as test_entry
 from datasets import build_dataset
 from datasets.skeleton import MPII
-from inference.predictor import Predictor, box_from_xywh
+from inference.predict import Predictor, box_from_xywh
 from scripts import plot_curves
 
 

@@ -155,7 +155,7 @@ def test_sigterm_to_every_process_of_the_job_at_any_moment(tmp_path):
 
 PREDICT_DRIVER = """
 import os, signal, sys
-import inference.predictor as predictor
+import inference.predict as predictor
 import predict
 predict_frame, frames = predictor.Predictor.predict, []
 def predict_then_stop(self, *args, **kwargs):

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from config import Config
-from inference.predict import validate
+from inference.evaluate import evaluate
 from models import count_parameters
 from reporting.plots import plot_training_curves
 from runtime.device import choose_precision, precision_name
@@ -124,7 +124,7 @@ def fit(run: Run, stop: StopSignals | None = None) -> dict | None:
             signum = stop.agreed()
             if signum:  # mid-epoch, or after the epoch's last step: validation waits for the resumed run
                 stop_here(run, signum)
-            val = validate(run.nets.generator, run.val_loader, run.val_set, run.infer, run.device, run.dist)
+            val = evaluate(run.nets.generator, run.val_loader, run.val_set, run.infer, run.device, run.dist)
             end_epoch(run, steps, images, val)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; {run.last_good()}") from None

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from config import Config
 from datasets import build_dataset, check_image_files
 from datasets.base import PoseDataset
-from inference.predict import InferenceSettings, inference_settings, make_eval_loader
+from inference.evaluate import InferenceSettings, inference_settings, make_eval_loader
 from inference.weights import LOADED_FROM, fallback_note, load_checkpoint
 from runtime.device import autocast_dtype, precision_note
 from runtime.distributed import DistInfo, all_ranks_agree, failing_ranks, first_error, init_distributed
