@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 import os
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
+
 FLOORS = {"utils": 0, "config": 1, "storage": 1, "datasets": 2, "models": 2, "runtime": 2, "inference": 3,
           "reporting": 4, "training": 5, "cli": 6, "scripts": 7}
 # What utils/ may not touch: modules for files, paths and serialisation, and the calls that read or write a

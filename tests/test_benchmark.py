@@ -22,6 +22,7 @@ def _positive_numbers(value, where: str) -> None:
         assert isinstance(value, int | float) and value > 0, f"{where} = {value!r}"
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "scripts.benchmark", "--quick", "--config", "config.tiny",

@@ -28,6 +28,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, synthetic_spec, tiny_cfg
 
 from config import load_config
 from datasets import build_dataset
@@ -40,7 +41,6 @@ from training.loop import fit
 from training.run import RunSpec, build_run
 from training.steps import StepContext, adversarial_step, to_device
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE = torch.device(os.environ.get("POSE_CUDA_TESTS_DEVICE", "cuda"))
 CPU = torch.device("cpu")
 pytestmark = [pytest.mark.cuda,
@@ -149,12 +149,11 @@ def test_compiled_generator_equals_eager():
 
 
 def _spec(run_dir, device: torch.device = DEVICE, **extra) -> RunSpec:
-    return RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=str(run_dir),
-                   device=str(device), max_train_samples=16, max_val_samples=8, **extra)
+    return synthetic_spec(run_dir, **{"device": str(device), "max_val_samples": 8, **extra})
 
 
 def _cfg(**extra):
-    return load_config("tiny", {"method": "supervised", "amp": "off", "epochs": 2, **extra})
+    return tiny_cfg(**{"amp": "off", "epochs": 2, **extra})
 
 
 @pytest.fixture(scope="module")

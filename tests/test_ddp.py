@@ -18,8 +18,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # subprocess runs end to end
 # val size 7 over 2 ranks: the eval sampler pads with a wrap-around duplicate that the gather must drop
 OVERRIDES = {"epochs": 2, "batch_size": 4, "synthetic_train_size": 16, "synthetic_val_size": 7, "workers": 0}
 METHODS = ("supervised", "adversarial")

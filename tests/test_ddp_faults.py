@@ -27,8 +27,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # subprocess runs end to end
 OVERRIDES = {"epochs": 2, "batch_size": 4, "synthetic_train_size": 16, "synthetic_val_size": 6, "workers": 0}
 POISONED_CALL = 2  # rank 1's NaN batch: its third step, the first of epoch 1 (2 steps per epoch per rank)
 STOPPED_AFTER = 3  # rank 1 alone gets SIGTERM after its third step: epoch 1, step 1 (2 steps per epoch)

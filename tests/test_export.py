@@ -23,14 +23,6 @@ from models import build_generator
 from scripts import export
 from training.build import generator_args
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_run_dir):
-    """A finished one-epoch tiny supervised run on the synthetic data (conftest's, shared)."""
-    return tiny_run_dir
-
 
 @pytest.fixture(scope="module")
 def exports(run_dir, tmp_path_factory):

@@ -21,12 +21,6 @@ from scripts import plot_curves
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_run_dir):
-    """A finished one-epoch tiny supervised run on the synthetic data (conftest's, shared)."""
-    return tiny_run_dir
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(0)

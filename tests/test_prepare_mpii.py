@@ -10,13 +10,13 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+from conftest import REPO
 
 from datasets.mpii import load_mpii_annotations
 from datasets.mpii_official import read_valid_csv, read_valid_h5, visibility_flag
 from inference.submission import EMPTY, struct_array
 from scripts import prepare_mpii
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = ["-m", "scripts.prepare_mpii"]  # run from REPO
 RECT_FIELDS = ("x1", "y1", "x2", "y2", "scale", "objpos", "annopoints")
 
@@ -239,6 +239,7 @@ def test_reproduces_the_real_valid_h5(mpii_root, tmp_path):
     assert len(read_h5(paths["train"])["index"]) == 0  # every annotated image here holds a validation person
 
 
+@pytest.mark.slow  # the script run as a process, twice
 def test_cli_refuses_to_overwrite_and_reports_bad_input_in_one_line(official, tmp_path, capsys):
     mat, valid_from = official
     out = tmp_path / "annot"
