@@ -63,7 +63,8 @@ from training.build import (
 from training.steps import StepContext, to_device, train_step
 from utils.errors import UserInputError, exit_on_user_error
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # --data defaults to ../shared beside it
+
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's data sheets, matched in order against
 # torch.cuda.get_device_name(): the H100 comes in three boards with different clocks and power limits
 # ("NVIDIA H100 80GB HBM3" is the SXM board). Whole words only, so "GH200" is not an H200. A name matching
