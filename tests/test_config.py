@@ -16,7 +16,7 @@ from training.losses import heatmap_mse
 from training.steps import ErrorLoss
 from utils.errors import UserInputError
 
-NOT_CODE = ("tests", "config", "results", ".git")
+NOT_CODE = ("tests", "config", "results", "trainmodel", "outputs", "data")  # and hidden folders
 
 
 def _holder(node: ast.expr) -> str:
@@ -32,7 +32,8 @@ def _config_reads() -> set[str]:
     """Every ``<cfg or config>.key`` and ``<cfg or config>["key"]`` in the code outside config/ and tests/."""
     reads = set()
     for base, dirs, files in os.walk(REPO):
-        dirs[:] = [d for d in dirs if os.path.relpath(os.path.join(base, d), REPO) not in NOT_CODE]
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and os.path.relpath(os.path.join(base, d), REPO) not in NOT_CODE]
         for name in (f for f in files if f.endswith(".py")):
             with open(os.path.join(base, name)) as f:
                 tree = ast.parse(f.read())
