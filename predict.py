@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 
 from checkpoint import fallback_note
-from config.default_config import CHOICES
-from inference.predictor import Boxes, Predictor, check_box, plan_jobs, predict_files, read_boxes
+from cli.common import add_inference_flags, add_overwrite_flag
+from inference.predict import Boxes, Predictor, check_box, plan_jobs, predict_files, read_boxes
+from storage.io import check_replaceable, ensure_writable_dir, replacing_note
 from utils.errors import exit_on_user_error, refuse_empty
-from utils.io import check_replaceable, ensure_writable_dir, some_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,13 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip_bad_images", action="store_true",
                    help="skip images that cannot be decoded (and the undecodable end of a video), naming them")
     p.add_argument("--output", default="predictions", help="directory for the output files")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace files already in --output (an earlier prediction's); they are named first")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--no_flip", action="store_true", help="disable flip-test averaging")
-    p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="precision (default: the checkpoint's amp)")
-    p.add_argument("--trust_checkpoint", action="store_true",
-                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
+    add_overwrite_flag(p, "files already in --output (an earlier prediction's)")
+    add_inference_flags(p)
     return p.parse_args(argv)
 
 
@@ -74,8 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if note:
         print(note)
     if replaced:
-        print(f"replacing {len(replaced)} earlier file{'s' if len(replaced) > 1 else ''} (--overwrite): "
-              f"{some_names(replaced, shown=10)}")
+        print(replacing_note(replaced))
     outcome = predict_files(predictor, jobs, boxes, skip_bad=args.skip_bad_images)
     for r in outcome.records:
         if "video" in r:

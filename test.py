@@ -18,23 +18,23 @@ import os
 import numpy as np
 
 from checkpoint import fallback_note
+from cli.common import add_inference_flags, add_overwrite_flag
 from config import load_config
-from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT, build_dataset
 from datasets.mpii_official import check_mat_path
-from inference.predict import evaluate_checkpoint
+from inference.evaluate import evaluate_checkpoint
 from inference.scoring import (
     describe_unusable,
     read_predictions,
     report,
-    score_dataset,
+    score_predictions,
     write_metrics,
     write_predictions,
 )
 from inference.submission import SUBMISSION_NAME, write_mpii_submission
 from reporting.plots import plot_pck_curve, save_prediction_pictures
+from storage.io import check_replaceable, ensure_writable_dir, replacing_note
 from utils.errors import OneLineExit, UserInputError, exit_on_user_error, refuse_empty
-from utils.io import check_replaceable, ensure_writable_dir, some_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,16 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic)")
     p.add_argument("--split", default=None, help="split to evaluate (default: the dataset's val/test split)")
     p.add_argument("--output", required=True, help="directory for metrics.json, predictions.h5 and pictures")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace files already in --output (an earlier test's); they are named first")
+    add_overwrite_flag(p, "files already in --output (an earlier test's)")
     p.add_argument("--alpha", type=float, default=None,
                    help="PCK threshold in (0, 1], a fraction of the reference length (default: 0.5 for PCKh, 0.2 "
                         "for PCK)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--no_flip", action="store_true", help="disable flip-test averaging")
-    p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="precision (default: the checkpoint's amp)")
-    p.add_argument("--trust_checkpoint", action="store_true",
-                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
+    add_inference_flags(p)
     p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--batch_size", type=int, default=32, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
@@ -87,8 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     created = not os.path.exists(args.output)
     outdir = ensure_writable_dir(args.output, "--output")  # early: a folder we cannot write fails before the work
     if replaced:
-        print(f"replacing {len(replaced)} earlier file{'s' if len(replaced) > 1 else ''} (--overwrite): "
-              f"{some_names(replaced, shown=10)}")
+        print(replacing_note(replaced))
     try:
         return evaluate_and_write(args, split, submission, outdir)
     except OneLineExit:  # a refusal or a stop signal
@@ -126,7 +120,7 @@ def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, o
     if args.predictions:
         dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
         preds = read_predictions(args.predictions, len(dataset), dataset.spec.num_joints)
-        result = score_dataset(preds, dataset, args.alpha) if dataset.ann.labelled else {}
+        result = score_predictions(preds, dataset, args.alpha) if dataset.ann.labelled else {}
         check_usable(result, f"--predictions {args.predictions}")
         rows = np.arange(len(dataset))
     else:

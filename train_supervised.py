@@ -1,7 +1,7 @@
 """Train the supervised stacked-hourglass baseline (Newell et al. 2016).
 
-    python train_supervised.py --dataset synthetic --config config.cpu_small --modelName demo
-    python train_supervised.py --dataset mpii --path data/mpii --modelName hg8 --config config.newell8
+    python train_supervised.py --dataset synthetic --config config.cpu_small --model_name demo
+    python train_supervised.py --dataset mpii --path data/mpii --model_name hg8 --config config.newell8
 """
 
 from __future__ import annotations

@@ -46,8 +46,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from storage.io import NOT_FOUND, atomic_write, file_problem
 from utils.errors import UserInputError
-from utils.io import NOT_FOUND, atomic_write, file_problem
 
 FORMAT_VERSION = 3  # 3: plain types only (loads on the floor torch), one key per fact
 LOADED_FROM = "_loaded_from"  # key added to every loaded checkpoint: the file it was read from

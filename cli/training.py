@@ -12,6 +12,7 @@ import os
 import socket
 
 from checkpoint import load_checkpoint
+from cli.common import IgnoredLoss, add_amp_flag, add_device_flag, add_trust_checkpoint_flag
 from config import Config, config_from_dict, load_config, parse_overrides, preset_name
 from config.default_config import CHOICES
 from datasets import DATASETS, DEFAULT_VAL_SPLIT
@@ -22,7 +23,7 @@ from utils.errors import UserInputError
 
 # flag -> config key for flags that set a value (None = not given on the command line)
 FLAG_TO_KEY = {"batch_size": "batch_size", "lr": "lr", "epochs": "epochs", "optimizer_type": "optimizer",
-               "print_every": "print_every", "seed": "seed", "workers": "workers", "amp": "amp", "loss": "loss",
+               "print_every": "print_every", "seed": "seed", "workers": "workers", "amp": "amp",
                "alpha": "alpha", "beta": "beta", "pretrained": "pretrained"}
 # store_true flag -> (config key, value it sets)
 SWITCH_TO_KEY = {"compile": ("compile", True), "no_occlusion": ("predict_occlusion", False),
@@ -36,8 +37,8 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help=f"one of: {', '.join(DATASETS)} (default: synthetic, or the --resume checkpoint's)")
     p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic; --resume remembers it)")
-    p.add_argument("--modelName", default=None,
-                   help="run name, a plain folder name: writes <save_root>/<modelName>/ (default: run, or the "
+    p.add_argument("--model_name", "--modelName", dest="model_name", default=None,
+                   help="run name, a plain folder name: writes <save_root>/<model_name>/ (default: run, or the "
                         "--resume checkpoint's folder)")
     p.add_argument("--save_root", default="trainmodel", help="parent folder of run directories")
     p.add_argument("--overwrite", action="store_true",
@@ -48,23 +49,22 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="learning rate of G (config: lr)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (config: epochs)")
     p.add_argument("--optimizer_type", choices=CHOICES["optimizer"], default=None, help="config: optimizer")
-    p.add_argument("--loss", choices=CHOICES["loss"], default=None, help="heatmap loss (config: loss; the paper's mse)")
+    p.add_argument("--loss", action=IgnoredLoss)
     p.add_argument("--print_every", type=int, default=None, help="iterations between loss read-backs and log lines")
     p.add_argument("--train_split", default=None, help="split to train on (default: train)")
     p.add_argument("--val_split", default=None, help="split to validate on (default: the dataset's val/test split)")
     p.add_argument("--use_gpu", type=int, choices=[0, 1], default=None, help="seed-style: 1 = cuda:<gpu_device>")
     p.add_argument("--gpu_device", type=int, default=0, help="seed-style GPU index used with --use_gpu 1")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (wins over --use_gpu)")
+    add_device_flag(p, default=None, more=" (wins over --use_gpu)")
     p.add_argument("--resume", default=None,
                    help="run directory (its last.pt) or checkpoint to continue exactly; dataset, path, splits and "
                         "sample limits default to the checkpoint's")
-    p.add_argument("--trust_checkpoint", action="store_true",
-                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
+    add_trust_checkpoint_flag(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (config: seed)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (config: workers)")
     p.add_argument("--max_train_samples", type=int, default=None, help="train on the first N samples only")
     p.add_argument("--max_val_samples", type=int, default=None, help="validate on the first N samples only")
-    p.add_argument("--amp", choices=CHOICES["amp"], default=None, help="mixed precision (config: amp)")
+    add_amp_flag(p, "the config's amp")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (config: compile)")
     p.add_argument("--skip_nonfinite", action="store_true", help="skip updates whose loss is NaN/inf")
     p.add_argument("--skip_bad_images", action="store_true", help="skip unreadable images, count them in the log")
@@ -141,9 +141,9 @@ def device_flag(args: argparse.Namespace) -> str:
 
 
 def plain_name(name: str) -> str:
-    """``--modelName`` must name a folder inside ``--save_root``: no path separators, no '.' or '..'."""
+    """``--model_name`` must name a folder inside ``--save_root``: no path separators, no '.' or '..'."""
     if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
-        raise UserInputError(f"--modelName: '{name}' must be a plain folder name (no '/', not '.' or '..'); "
+        raise UserInputError(f"--model_name: '{name}' must be a plain folder name (no '/', not '.' or '..'); "
                              f"use --save_root for the parent folder")
     return name
 
@@ -156,10 +156,10 @@ def run_spec(args: argparse.Namespace, resumed: dict | None) -> RunSpec:
     dataset = args.dataset or saved.get("dataset") or "synthetic"
     if args.resume and os.path.isdir(args.resume):
         run_dir = args.resume
-    elif args.resume and args.modelName is None:
+    elif args.resume and args.model_name is None:
         run_dir = os.path.dirname(os.path.abspath(args.resume))  # continue beside the checkpoint
     else:
-        run_dir = os.path.join(args.save_root, plain_name(args.modelName if args.modelName is not None else "run"))
+        run_dir = os.path.join(args.save_root, plain_name(args.model_name if args.model_name is not None else "run"))
 
     def pick(flag: str, default=None):
         value = getattr(args, flag)

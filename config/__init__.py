@@ -26,10 +26,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class Config(Mapping):
-    """Immutable settings mapping with attribute access."""
+    """Immutable settings mapping with attribute access; the derived keys (``default_config.DERIVED``) are
+    computed from the others here, so they always agree with them."""
 
     def __init__(self, values: Mapping[str, Any]):
-        object.__setattr__(self, "_values", dict(values))
+        values = dict(values)
+        for key, (rule, _) in default_config.DERIVED.items():
+            values[key] = rule(values)
+        object.__setattr__(self, "_values", values)
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -77,6 +81,8 @@ def preset_name(name: str) -> str:
 
 
 def _check_key(key: str, where: str) -> None:
+    if key in default_config.DERIVED:
+        raise UserInputError(f"{where}: {key} cannot be set: it is {default_config.DERIVED[key][1]}")
     if key not in default_config.CONFIG:
         close = difflib.get_close_matches(key, default_config.CONFIG, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -124,9 +130,6 @@ def _check_value(key: str, value: Any, where: str) -> None:
 
 def check_relations(values: Mapping[str, Any], where: str) -> None:
     """Checks that involve several keys; one line naming them and what is expected."""
-    if values["output_res"] * 4 != values["input_res"]:
-        raise UserInputError(f"{where}: output_res={values['output_res']} must be input_res / 4 = "
-                             f"{values['input_res'] / 4:g} (the hourglass stem downsamples by 4)")
     if values["input_res"] % (4 * 2 ** values["depth"]):
         raise UserInputError(f"{where}: input_res={values['input_res']} must be a multiple of 4 * 2**depth = "
                              f"{4 * 2 ** values['depth']} (each hourglass level halves the heatmap)")
@@ -171,7 +174,7 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
     """Rebuild a Config saved in a checkpoint; keys added to the defaults since then get their defaults."""
     merged = dict(default_config.CONFIG)
     for key, value in values.items():
-        if key in merged:
+        if key in merged:  # derived keys are computed again; keys since removed (e.g. loss) are dropped
             merged[key] = _coerce(key, value, "checkpoint config")
     check_relations(merged, "checkpoint config")
     return Config(merged)

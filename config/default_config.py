@@ -12,10 +12,8 @@ CONFIG = {
     "use_pose_disc": True,  # adversarial runs: train the pose discriminator P (--no_pose_disc drops it)
     "use_conf_disc": True,  # adversarial runs: train the confidence discriminator C (--no_conf_disc drops it)
     "pretrained": "",  # checkpoint whose G initialises this run's G ("" = random init; --pretrained)
-    "loss": "mse",  # heatmap loss of G; the paper's (and the only one implemented): mse
     # --- data and augmentation -------------------------------------------------------------
-    "input_res": 256,  # network input side in px (paper: 256x256)
-    "output_res": 64,  # heatmap side in px; input_res / 4 because the hourglass stem downsamples by 4
+    "input_res": 256,  # network input side in px (paper: 256x256); heatmaps are output_res = input_res / 4
     "sigma": 2.0,  # std of target Gaussians in heatmap px at output_res 64 (the standard hourglass value)
     "rotation": 30.0,  # max |rotation| in degrees, uniform (paper: +-30)
     "scale_min": 0.75,  # min random zoom factor of the person box (paper: 0.75)
@@ -107,10 +105,15 @@ CONFIG = {
     "sync_bn": False,  # convert BatchNorm to SyncBatchNorm under DDP
 }
 
+# Keys computed from the others whenever a config is resolved: they cannot be set, and are saved with the rest
+# so that config.json and checkpoints describe the run. key -> (rule, the rule in words for the one-line error).
+DERIVED = {
+    "output_res": (lambda c: c["input_res"] // 4, "input_res / 4: the hourglass stem downsamples by 4"),
+}
+
 # Allowed values, checked whenever a config is resolved (defaults, preset, --set, a checkpoint's config).
 CHOICES = {
     "method": ("supervised", "adversarial"),
-    "loss": ("mse",),
     "mse_scale": ("pixel_mean", "paper"),
     "adv_stacks": ("last", "all"),
     "optimizer": ("RMSprop", "Adam", "SGD"),
@@ -119,7 +122,7 @@ CHOICES = {
 # (low, high) bounds, both inclusive; None = unbounded on that side. Keys not listed here or in CHOICES
 # are booleans, strings or tuples checked by type and by ``config.check_relations``.
 RANGES = {
-    "input_res": (16, 2048), "output_res": (4, 512), "sigma": (0.1, 50.0), "rotation": (0.0, 180.0),
+    "input_res": (16, 2048), "sigma": (0.1, 50.0), "rotation": (0.0, 180.0),
     "scale_min": (0.05, 10.0), "scale_max": (0.05, 10.0), "color_jitter": (0.0, 1.0), "box_margin": (0.1, 10.0),
     "synthetic_train_size": (1, None), "synthetic_val_size": (1, None), "synthetic_canvas": (16, 4096),
     "synthetic_seed": (0, None),

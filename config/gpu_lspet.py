@@ -3,18 +3,16 @@ as ``scripts/gpu-acceptance.sh`` trains it (supervised, then adversarial from th
 
 - 128 input / 32 x 32 heatmaps, the size of the photos; 4 stacks x 256 channels (the paper's G has 4 x 512 at
   256 px): 22 GFLOP per image for a supervised step, 46 for an adversarial one (torch.utils.flop_counter).
-- The small-data recipe of ``config.cpu_small`` (its docstring gives the measurements behind it): sigma 2 at
-  32 px, foreground-weighted MSE, milder augmentation, Adam at 1e-3.
+- The small-data recipe of ``config.cpu_small`` (its docstring says why): sigma 2 at 32 px, foreground-weighted
+  MSE, milder augmentation, Adam at 1e-3.
 - batch 32, 10 DataLoader workers (a 16-core GPU box), decoded photos cached in RAM (about 0.5 GB).
 - amp stays ``auto``: bf16 on GPUs from compute capability 8.0, fp16 with loss scaling below.
-Not yet timed on a GPU (none was lent to the task that wrote it): at 100 TFLOP/s achieved, a supervised epoch
-is 1.8 s of arithmetic, so the input pipeline and validation will set the pace; the acceptance summary
-records each run's wall time and images/s so that ``epochs`` can be set from a measurement.
+- epochs 40 (lr drop at 32) is to be set from a measurement: the acceptance summary records each run's wall
+  time and images/s (README, "GPU acceptance").
 """
 
 OVERRIDES = {
     "input_res": 128,
-    "output_res": 32,
     "sigma": 2.0,
     "heatmap_fg_weight": 20.0,
     "rotation": 15.0,

@@ -2,7 +2,6 @@
 
 OVERRIDES = {
     "input_res": 64,
-    "output_res": 16,
     "sigma": 1.0,
     "num_stacks": 2,
     "channels": 16,

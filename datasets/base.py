@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from datasets.skeleton import JointSpec
+from storage.io import NOT_FOUND, file_problem
 from utils.errors import UserInputError
 from utils.geometry import apply_affine, crop_affine, input_to_heatmap
 from utils.heatmaps import draw_gaussians
-from utils.io import NOT_FOUND, file_problem
 
 
 @dataclass

@@ -9,8 +9,8 @@ import numpy as np
 
 from datasets.base import MAX_COORD, Annotations, PoseDataset, check_flags, check_values, read_image
 from datasets.skeleton import MPII
+from storage.io import open_h5
 from utils.errors import UserInputError
-from utils.io import open_h5
 
 SPLITS = {"train": "train.h5", "valid": "valid.h5", "val": "valid.h5", "test": "test.h5"}
 

@@ -38,8 +38,8 @@ import numpy as np
 import scipy.io
 
 from datasets.skeleton import MPII
+from storage.io import atomic_output, open_h5
 from utils.errors import UserInputError
-from utils.io import atomic_output, open_h5
 
 NUM_JOINTS = MPII.num_joints
 PELVIS, THORAX = MPII.names.index("pelvis"), MPII.names.index("thorax")
@@ -47,7 +47,6 @@ CENTER_SHIFT = 15.0  # Newell: move the centre down 15 x scale px so that crops 
 SCALE_FACTOR = 1.25  # Newell: widen the person box by a quarter
 HEAD_FACTOR = 0.6  # PCKh reference = 0.6 x head-box diagonal (the MPII evaluation code's SC_BIAS)
 VALID_PEOPLE_CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mpii_valid_people.csv")
-JOINT_KEYS = ("part", "visible", "normalize", "torsoangle")  # written for train and valid, not for test
 
 
 @dataclass(frozen=True)
@@ -284,15 +283,6 @@ def read_valid_h5(path: str) -> PeopleList:
     names = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in names)
     return PeopleList(index=np.rint(index).astype(np.int64), person=np.rint(person).astype(np.int64),
                       imgname=names, source=path)
-
-
-def write_valid_csv(path: str, valid: PeopleList) -> str:
-    """Write ``valid`` as the CSV that ``read_valid_csv`` reads; returns ``path``."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["index", "person", "imgname"])
-        writer.writerows(zip(valid.index.tolist(), valid.person.tolist(), valid.imgname, strict=True))
-    return path
 
 
 def write_h5(path: str, arrays: dict[str, np.ndarray]) -> str:

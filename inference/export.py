@@ -29,8 +29,8 @@ from torch import nn
 
 from datasets import DATASETS
 from inference.weights import generator_from_checkpoint
+from storage.io import atomic_output
 from utils.errors import UserInputError
-from utils.io import atomic_output
 
 EXPORT_FORMAT = "posenet-generator"
 EXPORT_VERSION = 1

@@ -127,7 +127,7 @@ def visibility_breakdown(
     return out
 
 
-def evaluate(
+def pck_metrics(
     pred: np.ndarray,
     gt: np.ndarray,
     annotated: np.ndarray,

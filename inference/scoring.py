@@ -9,12 +9,12 @@ import h5py
 import numpy as np
 
 from datasets.base import MAX_COORD, PoseDataset
-from inference.metrics import counted_joints, evaluate, format_table
+from inference.metrics import counted_joints, format_table, pck_metrics
+from storage.io import open_h5, write_bytes, write_json
 from utils.errors import UserInputError
-from utils.io import open_h5, write_bytes, write_json
 
 
-def score_dataset(
+def score_predictions(
     preds: np.ndarray, dataset: PoseDataset, alpha: float | None = None, indices: np.ndarray | None = None
 ) -> dict:
     """Evaluate ``preds`` (N, J, 2) in original px against the dataset's labels (or the rows ``indices``)."""
@@ -22,7 +22,7 @@ def score_dataset(
     if not ann.labelled:  # callers check first (test.py predicts without a metric); this guards the rest
         raise UserInputError("this split has no joint labels (e.g. MPII's test split): there is no metric to compute")
     sel = np.arange(len(ann)) if indices is None else np.asarray(indices)
-    result = evaluate(
+    result = pck_metrics(
         preds, ann.joints[sel], ann.annotated[sel], ann.visible[sel], ann.ref_lengths[sel], dataset.spec, alpha
     )
     unusable = unusable_predictions(preds, counted_joints(ann.annotated[sel], ann.ref_lengths[sel]), sel, dataset)

@@ -24,8 +24,8 @@ import scipy.io
 
 from datasets.mpii import MPIIDataset
 from datasets.mpii_official import Release, get, load_release
+from storage.io import atomic_output
 from utils.errors import UserInputError
-from utils.io import atomic_output
 
 SUBMISSION_NAME = "pred_keypoints_mpii.mat"
 EMPTY = np.zeros((0, 0))  # MATLAB's []

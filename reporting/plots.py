@@ -9,9 +9,9 @@ import os
 import cv2
 import numpy as np
 
+from storage.io import write_bytes, write_image
 from utils.drawing import RED, YELLOW, draw_pose
 from utils.geometry import apply_affine
-from utils.io import write_bytes, write_image
 
 
 def save_prediction_pictures(

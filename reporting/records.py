@@ -76,7 +76,8 @@ def load_records(folder: str) -> list[dict]:
     records = [_read_json(os.path.join(folder, n), "results") for n in names]
     records = [r for r in records if "method" in r and "per_joint" in r]
     if not records:
-        raise UserInputError(f"{folder} holds no run records (*.json written by collect_results.py record)")
+        raise UserInputError(f"{folder} holds no run records (*.json written by "
+                             f"python -m scripts.collect_results record)")
     return sorted(records, key=lambda r: (r["method"], r["seed"]))
 
 

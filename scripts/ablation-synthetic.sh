@@ -4,7 +4,7 @@
 #   Multi       supervised G, pose + occlusion heatmaps   Multi+Dis   adversarial, pose + occlusion
 # Every variant trains from scratch for the same EPOCHS x TRAIN_SAMPLES with config.cpu_small; each final
 # checkpoint (last.pt) is tested on the synthetic val split (flip test on). Records go to
-# results/synthetic-ablation/<run>.json, then summary.md and curves.png. About 20 minutes on a 2-core CPU.
+# results/synthetic-ablation/<run>.json (replacing the one of an earlier start), then summary.md and curves.png. About 20 minutes on a 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -32,13 +32,13 @@ for seed in $SEEDS; do
       Multi+Dis) cmd=(train_adversarial.py) ;;
     esac
     start=$SECONDS
-    "$PYTHON" "${cmd[@]}" "${common[@]}" --modelName "$name" --seed "$seed"
+    "$PYTHON" "${cmd[@]}" "${common[@]}" --model_name "$name" --seed "$seed"
     "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset synthetic --split val --max_samples "$VAL_SAMPLES" \
       --device "$DEVICE" --output "$OUTPUTS/$name" --overwrite
-    "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$name/metrics.json" \
+    "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$name/metrics.json" \
       --run_dir "$RUNS/$name" --method "$variant" --seed "$seed" --epochs "$EPOCHS" \
       --wall_seconds $((SECONDS - start)) --info "train_samples_per_epoch=$TRAIN_SAMPLES" \
-      --info "date=$(date -u +%F)" --output "$RESULTS/$name.json"
+      --info "date=$(date -u +%F)" --output "$RESULTS/$name.json" --overwrite
   done
 done
-"$PYTHON" collect_results.py summary "$RESULTS"
+"$PYTHON" -m scripts.collect_results summary "$RESULTS"

@@ -1,6 +1,6 @@
 """Summarise a ``scripts/gpu-acceptance.sh`` run into OUT/summary.md and OUT/summary.json.
 
-    python scripts/acceptance_summary.py OUT [--device cuda] [--quick]
+    python -m scripts.acceptance_summary OUT [--device cuda] [--quick]
 
 Reads OUT/steps.tsv (one line per step, written by the shell script: name, exit code, seconds, the file the
 step writes) and, for each step, the figures in that file: the CUDA tests' JUnit XML, a benchmark JSON, a
@@ -17,13 +17,10 @@ import os
 import sys
 import xml.etree.ElementTree as ElementTree
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from runtime.system import machine_description  # noqa: E402
-from runtime.versions import package_versions  # noqa: E402
-from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
-from utils.io import write_bytes, write_json  # noqa: E402
+from runtime.system import machine_description
+from runtime.versions import package_versions
+from storage.io import write_bytes, write_json
+from utils.errors import UserInputError, exit_on_user_error
 
 TIMEOUT_EXITS = (124, 137)  # coreutils' timeout stopped the step (137: it had to send KILL after INT)
 

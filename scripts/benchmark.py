@@ -1,8 +1,8 @@
 """Throughput of the input pipeline, the training steps and inference; prints a table, optionally writes JSON.
 
-    python scripts/benchmark.py --config config.cpu_small --json docs/bench-cpu.json
-    python scripts/benchmark.py --config config.newell8 --batch_size 32 --device cuda --json bench-h100.json
-    python scripts/benchmark.py --quick --config config.tiny          # smoke test, well under a minute on CPU
+    python -m scripts.benchmark --config config.cpu_small --json docs/bench-cpu.json
+    python -m scripts.benchmark --config config.newell8 --batch_size 32 --device cuda --json bench-h100.json
+    python -m scripts.benchmark --quick --config config.tiny          # smoke test, well under a minute on CPU
 
 Figures (images/s unless noted):
   pipeline_images_per_s_per_worker  one DataLoader worker's work in this process (one torch and one OpenCV
@@ -32,19 +32,17 @@ import re
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+import cv2
+import torch
+import torch._dynamo
+from torch.utils.flop_counter import FlopCounterMode
 
-import cv2  # noqa: E402
-import torch  # noqa: E402
-import torch._dynamo  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from config import load_config, parse_overrides, preset_name  # noqa: E402
-from datasets import build_dataset  # noqa: E402
-from datasets.sampler import EpochSampler  # noqa: E402
-from inference.predict import predict_heatmaps  # noqa: E402
-from runtime.device import (  # noqa: E402
+from cli.common import add_device_flag, add_overwrite_flag
+from config import load_config, parse_overrides, preset_name
+from datasets import build_dataset
+from datasets.sampler import EpochSampler
+from inference.predict import predict_heatmaps
+from runtime.device import (
     choose_precision,
     cpu_capability,
     place_images,
@@ -53,8 +51,9 @@ from runtime.device import (  # noqa: E402
     strict_fp32,
     use_device,
 )
-from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init  # noqa: E402
-from training.build import (  # noqa: E402
+from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init
+from storage.io import check_replaceable, replacing_note, write_json
+from training.build import (
     adversarial_params,
     build_nets,
     build_optimizers,
@@ -62,9 +61,10 @@ from training.build import (  # noqa: E402
     error_loss_params,
     place_nets,
 )
-from training.steps import to_device, train_step  # noqa: E402
-from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
-from utils.io import write_json  # noqa: E402
+from training.steps import to_device, train_step
+from utils.errors import UserInputError, exit_on_user_error
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # --data defaults to ../shared beside it
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's data sheets, matched in order against
 # torch.cuda.get_device_name(): the H100 comes in three boards with different clocks and power limits
@@ -84,7 +84,7 @@ MODES = ("plain", "optimized")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_flag(p)
     p.add_argument("--config", default="config.default_config", help="preset of the timed models")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
     p.add_argument("--batch_size", type=int, default=None, help="images per step (default: the config's)")
@@ -105,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip_pipeline", action="store_true", help="only the model timings")
     p.add_argument("--skip_inference", action="store_true", help="no inference figures (each is a compile on CUDA)")
     p.add_argument("--json", default=None, help="also write the results to this file")
+    add_overwrite_flag(p, "the --json file")
     return p.parse_args(argv)
 
 
@@ -132,7 +133,7 @@ def _best_rate(fn, count: int, device: torch.device, warmup: int, iters: int, re
 def pipeline_dataset(data: str, res: int, cache: bool):
     """lspet-mini train split with training augmentation at ``res`` input / ``res // 4`` targets."""
     out = res // 4
-    cfg = load_config("default_config", {"input_res": res, "output_res": out, "sigma": 2.0 * out / 64,
+    cfg = load_config("default_config", {"input_res": res, "sigma": 2.0 * out / 64,
                                          "cache_images": cache, "synthetic_train_size": 256})
     if os.path.isfile(os.path.join(data, "joints.mat")):
         return build_dataset("lspet", data, "train", cfg, train=True), os.path.basename(os.path.normpath(data))
@@ -347,6 +348,7 @@ def print_table(r: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Run every measurement; returns the result record (also printed, and written with --json)."""
     args = parse_args(argv)
+    replaced = check_replaceable([args.json], [], "--json", args.overwrite) if args.json else []
     device = use_device(resolve_device(args.device))
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
@@ -401,6 +403,8 @@ def main(argv: list[str] | None = None) -> dict:
     print_table(record)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        if replaced:
+            print(replacing_note(replaced))
         write_json(args.json, record)
         print(f"json: {args.json}")
     return record

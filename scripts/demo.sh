@@ -13,7 +13,7 @@ export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 "$PYTHON" train_supervised.py \
   --dataset synthetic \
   --config config.cpu_small \
-  --modelName demo --overwrite \
+  --model_name demo --overwrite \
   --device "${DEVICE:-cpu}" \
   --epochs "${EPOCHS:-6}" \
   --max_train_samples "${TRAIN_SAMPLES:-3400}" \

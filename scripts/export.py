@@ -1,7 +1,7 @@
 """Export a checkpoint's generator as a weights-only file to share (and optionally as ONNX).
 
-    python scripts/export.py trainmodel/apn/best.pt weights/apn.pt
-    python scripts/export.py trainmodel/apn/best.pt weights/apn-fp16.pt --fp16 --onnx weights/apn.onnx
+    python -m scripts.export trainmodel/apn/best.pt weights/apn.pt
+    python -m scripts.export trainmodel/apn/best.pt weights/apn-fp16.pt --fp16 --onnx weights/apn.onnx
 
 The file holds G's weights, its model arguments, the resolved config and the dataset name, nothing else:
 it loads with torch.load(weights_only=True), and test.py and predict.py take it as --checkpoint. Layout and
@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from checkpoint import load_checkpoint, resolve_checkpoint_path  # noqa: E402
-from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export  # noqa: E402
-from utils.errors import UserInputError, exit_on_user_error, refuse_empty  # noqa: E402
-from utils.io import existing_parent_dir  # noqa: E402
+from checkpoint import load_checkpoint, resolve_checkpoint_path
+from cli.common import add_overwrite_flag, add_trust_checkpoint_flag
+from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export
+from storage.io import check_replaceable, existing_parent_dir, replacing_note
+from utils.errors import exit_on_user_error, refuse_empty
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,18 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fp16", action="store_true", help="store float tensors as float16 (half the size; "
                                                        "loaded back into float32)")
     p.add_argument("--onnx", default=None, metavar="FILE.onnx", help="also write G as an ONNX graph")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--trust_checkpoint", action="store_true",
-                   help="allow a full pickle load of an old-format checkpoint (runs code: only files you made)")
+    add_overwrite_flag(p, "the output files")
+    add_trust_checkpoint_flag(p)
     return p.parse_args(argv)
-
-
-def _check_output(path: str, flag: str, source: str, overwrite: bool) -> None:
-    existing_parent_dir(path, flag)
-    if os.path.exists(path) and os.path.samefile(path, source):
-        raise UserInputError(f"{flag}: {path} is the checkpoint being exported (choose another file)")
-    if os.path.exists(path) and not overwrite:
-        raise UserInputError(f"{flag}: {path} exists (pass --overwrite to replace it)")
 
 
 @exit_on_user_error
@@ -49,10 +37,13 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     """Write the export (and the ONNX graph); returns what was written, by kind."""
     args = refuse_empty(parse_args(argv), positional=("checkpoint", "output"))
     source = resolve_checkpoint_path(args.checkpoint)
-    _check_output(args.output, "output", source, args.overwrite)
+    outputs = {"output": args.output, **({"--onnx": args.onnx} if args.onnx is not None else {})}
+    replaced = [p for flag, path in outputs.items()
+                for p in check_replaceable([existing_parent_dir(path, flag)], [source], flag, args.overwrite)]
     if args.onnx is not None:
-        _check_output(args.onnx, "--onnx", source, args.overwrite)
         require_onnx()  # before anything is written
+    if replaced:
+        print(replacing_note(replaced))
     record = export_record(load_checkpoint(source, args.trust_checkpoint), fp16=args.fp16)
     written = {"weights": save_export(record, args.output)}
     size = os.path.getsize(args.output) / 2**20

@@ -74,20 +74,20 @@ step() {  # name limit_seconds output_file command...: run it into its log, reco
 step cuda-tests 240 "$OUT/cuda-tests.xml" \
   "$PYTHON" -m pytest -q -m cuda tests/test_cuda.py --junitxml "$OUT/cuda-tests.xml"
 step benchmark-model 390 "$OUT/bench-model.json" \
-  "$PYTHON" scripts/benchmark.py --device "$DEVICE" --data "$DATA" "${bench_model[@]}" --json "$OUT/bench-model.json"
+  "$PYTHON" -m scripts.benchmark --device "$DEVICE" --data "$DATA" "${bench_model[@]}" --json "$OUT/bench-model.json"
 step benchmark-adversarial 210 "$OUT/bench-adversarial.json" \
-  "$PYTHON" scripts/benchmark.py --device "$DEVICE" "${bench_adversarial[@]}" --json "$OUT/bench-adversarial.json"
+  "$PYTHON" -m scripts.benchmark --device "$DEVICE" "${bench_adversarial[@]}" --json "$OUT/bench-adversarial.json"
 
 common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$OUT/runs"
         --train_split train ${samples[@]+"${samples[@]}"})
 step train-supervised 300 "$OUT/runs/supervised/log.jsonl" \
-  "$PYTHON" train_supervised.py "${common[@]}" --modelName supervised --epochs "$EPOCHS" \
+  "$PYTHON" train_supervised.py "${common[@]}" --model_name supervised --epochs "$EPOCHS" \
   --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
 step test-supervised 60 "$OUT/test/supervised/metrics.json" \
   "$PYTHON" test.py --checkpoint "$OUT/runs/supervised/last.pt" --dataset lspet --path "$DATA" --split val \
   --device "$DEVICE" --output "$OUT/test/supervised" --overwrite ${test_samples[@]+"${test_samples[@]}"}
 step train-adversarial 240 "$OUT/runs/adversarial/log.jsonl" \
-  "$PYTHON" train_adversarial.py "${common[@]}" --modelName adversarial --epochs "$HALF" \
+  "$PYTHON" train_adversarial.py "${common[@]}" --model_name adversarial --epochs "$HALF" \
   --pretrained "$OUT/runs/supervised/epoch_$HALF.pt" --set "lr_milestones=[$((DROP - HALF))]"
 step test-adversarial 60 "$OUT/test/adversarial/metrics.json" \
   "$PYTHON" test.py --checkpoint "$OUT/runs/adversarial/last.pt" --dataset lspet --path "$DATA" --split val \
@@ -95,4 +95,4 @@ step test-adversarial 60 "$OUT/test/adversarial/metrics.json" \
 
 quick=()
 if [ "$QUICK" = 1 ]; then quick=(--quick); fi
-"$PYTHON" scripts/acceptance_summary.py "$OUT" --device "$DEVICE" ${quick[@]+"${quick[@]}"}
+"$PYTHON" -m scripts.acceptance_summary "$OUT" --device "$DEVICE" ${quick[@]+"${quick[@]}"}

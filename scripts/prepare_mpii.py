@@ -1,7 +1,7 @@
 """Convert the official MPII annotations into the stacked-hourglass files ``annot/{train,valid,test}.h5``.
 
-    python scripts/prepare_mpii.py --mat mpii_human_pose_v1_u12_1.mat --out data/mpii/annot
-    python scripts/prepare_mpii.py --mat ... --out ... --valid_from other/valid.h5 --overwrite
+    python -m scripts.prepare_mpii --mat mpii_human_pose_v1_u12_1.mat --out data/mpii/annot
+    python -m scripts.prepare_mpii --mat ... --out ... --valid_from other/valid.h5 --overwrite
 
 The validation people are Tompson et al.'s 2958 (datasets/data/mpii_valid_people.csv) unless --valid_from names a
 valid.h5 to take them from. Conventions and split rules: datasets/mpii_official.py.
@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from datasets.mpii_official import (  # noqa: E402
+from cli.common import add_overwrite_flag
+from datasets.mpii_official import (
     build_splits,
     check_mat_path,
     load_release,
@@ -24,8 +21,8 @@ from datasets.mpii_official import (  # noqa: E402
     read_valid_h5,
     write_h5,
 )
-from utils.errors import UserInputError, exit_on_user_error, refuse_empty  # noqa: E402
-from utils.io import ensure_writable_dir  # noqa: E402
+from storage.io import check_replaceable, ensure_writable_dir, replacing_note
+from utils.errors import exit_on_user_error, refuse_empty
 
 SPLITS = ("train", "valid", "test")
 
@@ -35,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mat", required=True, help="the official mpii_human_pose_v1_u12_1.mat")
     p.add_argument("--out", required=True, help="folder to write train.h5, valid.h5 and test.h5 in (<root>/annot)")
     p.add_argument("--valid_from", default=None, help="take the validation (index, person) pairs from this valid.h5")
-    p.add_argument("--overwrite", action="store_true", help="replace existing h5 files in --out")
+    add_overwrite_flag(p, "the h5 files in --out")
     return p.parse_args(argv)
 
 
@@ -46,12 +43,13 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     check_mat_path(args.mat)
     valid = read_valid_h5(args.valid_from) if args.valid_from else read_valid_csv()
     paths = {split: os.path.join(args.out, f"{split}.h5") for split in SPLITS}
-    existing = [path for path in paths.values() if os.path.exists(path)]
-    if existing and not args.overwrite:
-        raise UserInputError(f"--out: {existing[0]} exists (pass --overwrite to replace it)")
+    # --valid_from is read whole before anything is written, so it may be one of the outputs
+    replaced = check_replaceable(list(paths.values()), [args.mat], "--out", args.overwrite)
     release = load_release(args.mat)
     splits = build_splits(release, valid)
     ensure_writable_dir(args.out, "--out")
+    if replaced:
+        print(replacing_note(replaced))
     for split, arrays in splits.items():
         write_h5(paths[split], arrays)
         print(f"{split}: {len(arrays['index'])} people -> {paths[split]}")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Supervised vs adversarial on the real lspet-mini photos, end to end, for several seeds (issue: results).
+# Supervised vs adversarial on the real lspet-mini photos, end to end, for several seeds.
 #   supervised:  config.cpu_small, EPOCHS epochs (lr x0.1 after DROP epochs), snapshot kept at EPOCHS/2
 #   adversarial: G from that seed's EPOCHS/2 snapshot, then EPOCHS/2 epochs of Algorithm 1: both see EPOCHS
 # Every final checkpoint (last.pt, not the best-on-val one) is tested with test.py (flip test on); one record
-# per run goes to results/lspet-mini/<run>.json, then summary.md and curves.png.
+# per run goes to results/lspet-mini/<run>.json (replacing the one of an earlier start), then summary.md and
+# curves.png.
 # 78 minutes on this project's 2-core CPU with the defaults (README "Results"); DEVICE=cuda runs it on a GPU.
 # A variant of the adversarial half beside the existing runs, from the same snapshots (README "Results"):
 #   SKIP_SUPERVISED=1 ADV_TAG=adversarial-eps3 ADV_SET="epsilon=3.0" bash scripts/reproduce-lspet-mini.sh
@@ -40,10 +41,10 @@ common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --s
 test_and_record() {  # name method seed start_seconds start_epoch
   "$PYTHON" test.py --checkpoint "$RUNS/$1/last.pt" --dataset lspet --path "$DATA" --split val \
     --device "$DEVICE" --output "$OUTPUTS/$1" --overwrite
-  "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$1/metrics.json" \
+  "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$1/metrics.json" \
     --run_dir "$RUNS/$1" --method "$2" --seed "$3" --epochs "$EPOCHS" --wall_seconds $((SECONDS - $4)) \
     --info "start_epoch=$5" --info "config_preset=$CONFIG" --info "date=$(date -u +%F)" \
-    --output "$RESULTS/$1.json"
+    --output "$RESULTS/$1.json" --overwrite
 }
 
 adv_set=()
@@ -61,15 +62,15 @@ for seed in $SEEDS; do
   snapshot="$RUNS/supervised-s$seed/epoch_$HALF.pt"
   if [ "$SKIP_SUPERVISED" != 1 ]; then
     start=$SECONDS
-    "$PYTHON" train_supervised.py "${common[@]}" --modelName "supervised-s$seed" --seed "$seed" \
+    "$PYTHON" train_supervised.py "${common[@]}" --model_name "supervised-s$seed" --seed "$seed" \
       --epochs "$EPOCHS" --set "lr_milestones=[$DROP]" --set "snapshot_epochs=[$HALF]"
     test_and_record "supervised-s$seed" supervised "$seed" "$start" 0
   fi
 
   start=$SECONDS
   # the adversarial half continues the supervised schedule: its lr drop comes DROP - HALF epochs in
-  "$PYTHON" train_adversarial.py "${common[@]}" --modelName "$ADV_TAG-s$seed" --seed "$seed" \
+  "$PYTHON" train_adversarial.py "${common[@]}" --model_name "$ADV_TAG-s$seed" --seed "$seed" \
     --pretrained "$snapshot" --epochs "$HALF" --set "lr_milestones=[$((DROP - HALF))]" ${adv_set[@]+"${adv_set[@]}"}
   test_and_record "$ADV_TAG-s$seed" "$ADV_TAG" "$seed" "$start" "$HALF"
 done
-"$PYTHON" collect_results.py summary "$RESULTS"
+"$PYTHON" -m scripts.collect_results summary "$RESULTS"

@@ -2,45 +2,20 @@
 # Does adversarial training help? Supervised vs Adversarial PoseNet on lspet-9k: 9,000 real LSPET photos at
 # 128 px (train = the first 8,100, val = the last 900), paired by seed, plus a sweep of the adversarial strength.
 #   supervised-s<seed>:   CONFIG from scratch, EPOCHS epochs (lr x0.1 after DROP), snapshot kept at EPOCHS/2
-#   adversarial-s<seed>:  G from that seed's EPOCHS/2 snapshot, then EPOCHS/2 epochs of Algorithm 1 with the
-#                         then defaults (g_error_step on, mse_scale pixel_mean, adv_stacks last, alpha 1/220, beta 1/180):
-#                         both methods see EPOCHS epochs of G
+#   adversarial-s<seed>:  G from that seed's EPOCHS/2 snapshot, then EPOCHS/2 epochs of Algorithm 1 with
+#                         mse_scale=pixel_mean (see common= below): both methods see EPOCHS epochs of G
 #   <sweep name>-s<SWEEP_SEED>: the adversarial half again from the same snapshot, one SWEEP setting changed
 # Every final last.pt (never the best-on-val one) is tested with test.py, flip test on; one record per run goes to
 # RESULTS/<run>.json (with the per-image hits for the paired bootstrap), then RESULTS/summary.md and curves.png.
-#
-# Budget (this project's 2-core CPU, config.cpu_small at batch 16, bf16): EPOCHS=16 is 8,100 steps per run, twice
-# the lspet-mini runs' 4,050 (50% PCK@0.2 there), so the adversarial half alone is as long as a whole lspet-mini
-# run. Measured on lspet-9k train (2026-11-22, AMD EPYC VM, other sessions sharing the cores lightly): supervised
-# 72 img/s, adversarial (Algorithm 1 with step 1) 30-32 img/s. So a supervised run takes ~31 min, an adversarial
-# half ~35 min, a seed ~66 min; 3 seeds + 3 sweep runs ~5.3 h on idle cores (longer while the CPU is shared).
 #
 # Sessions: stop the study at any point (Ctrl-C, a closed session) and start it again with the same command.
 # A run whose record RESULTS/<run>.json exists is skipped; a run directory holding last.pt is resumed
 # (train_*.py --resume: bit-exact, checkpoint every CKPT_EVERY steps); anything else starts afresh (--overwrite
 # moves a half-started run's files aside; nothing is deleted). Nothing here is tuned on anything but lspet-9k.
 #
-# Sweep (SWEEP_SEED only; adversarial-s<SWEEP_SEED> is its default point): the strength of the adversarial terms,
-# read as adv_grad_ratio = ||grad(alpha L_C + beta L_P)|| / ||grad L_MSE|| at G's last-stack output (epoch log).
-#   sweep-paper  mse_scale=paper (Eq. 1 as written, alpha 1/220, beta 1/180): the literal reading, a negligible
-#                push; with step 1 still on it is also the control for Algorithm 1's second G update per batch
-#   sweep-x0.01  pixel_mean, alpha and beta x0.01   sweep-x0.1           pixel_mean, x0.1
-#   adversarial-s<seed>  pixel_mean, x1 (the defaults)
-# Probes, 100 steps each from a 300-step supervised lspet-9k snapshot (train split only), the ratio averaged
-# over 10 measured batches (x30 was probed too: 0.74):
-#   train_supervised.py --config config.cpu_small --dataset lspet --path ../shared/data/lspet-9k --train_split train \
-#     --max_train_samples 4800 --epochs 1                                            (-> sup-300/last.pt)
-#   train_adversarial.py --config config.cpu_small --dataset lspet --path ../shared/data/lspet-9k --train_split train \
-#     --max_train_samples 1600 --epochs 1 --print_every 10 --pretrained sup-300/last.pt [--set KEY=VALUE ...]
-#   setting:   paper    x0.1     x1 (default)  x10    x100
-#   ratio:     2.0e-5   0.0026   0.039         0.36   2.4
-# The full default run (adversarial-s0) then logged a ratio that grew as P learned: 0.13 in its first epoch, 1.6
-# in its last (results/lspet-9k/adversarial-s0.json), ~30x the probe. So x1 already pushes as hard as the MSE,
-# and x100 (~100x the MSE) was replaced, before any sweep run, by x0.01: the points then sit ~10x apart from
-# the literal reading (~x1 / 2,000 as probed: Eq. 1 as written is larger by labelled joints x 32 x 32 / (2 x 2
-# stacks) per image) to x1, whose push already matches the MSE's. x10 (planned next, ~10x the MSE) was dropped
-# before it ran to keep the study inside one more session; add it with
-#   SWEEP="sweep-x10:alpha=0.0454545,beta=0.0555556" bash scripts/study-lspet-9k.sh
+# Sweep (SWEEP_SEED only; adversarial-s<SWEEP_SEED> is its default point): the adversarial half again at other
+# strengths of the adversarial terms, read as adv_grad_ratio in the epoch log. results/lspet-9k/design.md has
+# the time budget behind EPOCHS, the probes behind the sweep's settings, and how to add a setting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -72,8 +47,8 @@ if [ "$HALF" -lt 1 ] || [ "$DROP" -le "$HALF" ]; then
 fi
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 mkdir -p "$RESULTS" "$RUNS" "$OUTPUTS"
-# mse_scale=pixel_mean: the default when these runs were made (this study then moved it to paper); pinned so the
-# script reproduces its records. A sweep setting's own --set comes later and wins.
+# mse_scale=pixel_mean: the scale of the study's records (results/lspet-9k/design.md says why), pinned so the
+# script reproduces them. A sweep setting's own --set comes later and wins.
 common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS"
         --train_split train --set "checkpoint_every=$CKPT_EVERY" --set mse_scale=pixel_mean ${TRAIN_SAMPLES:+--max_train_samples "$TRAIN_SAMPLES"}
         ${VAL_SAMPLES:+--max_val_samples "$VAL_SAMPLES"})
@@ -88,11 +63,11 @@ run() {  # name method seed start_epoch epochs trainer [flags of a fresh run...]
   if [ -f "$RUNS/$name/last.pt" ]; then  # the checkpoint holds the config, data and position of the run
     "$PYTHON" "$trainer" --resume "$RUNS/$name" --epochs "$epochs" --device "$DEVICE"
   else
-    "$PYTHON" "$trainer" "${common[@]}" --overwrite --modelName "$name" --seed "$seed" --epochs "$epochs" "$@"
+    "$PYTHON" "$trainer" "${common[@]}" --overwrite --model_name "$name" --seed "$seed" --epochs "$epochs" "$@"
   fi
   "$PYTHON" test.py --checkpoint "$RUNS/$name/last.pt" --dataset lspet --path "$DATA" --split val \
     --device "$DEVICE" --output "$OUTPUTS/$name" --overwrite ${VAL_SAMPLES:+--max_samples "$VAL_SAMPLES"}
-  "$PYTHON" collect_results.py record --metrics "$OUTPUTS/$name/metrics.json" \
+  "$PYTHON" -m scripts.collect_results record --metrics "$OUTPUTS/$name/metrics.json" \
     --run_dir "$RUNS/$name" --method "$method" --seed "$seed" --epochs "$EPOCHS" --wall_seconds $((SECONDS - start)) \
     --info "start_epoch=$start_epoch" --info "config_preset=$CONFIG" --info "date=$(date -u +%F)" \
     --output "$RESULTS/$name.json"
@@ -129,4 +104,4 @@ if [ -n "$SWEEP" ]; then
     adversarial "${setting%%:*}-s$SWEEP_SEED" "${setting%%:*}" "$SWEEP_SEED" "${sets[@]}"
   done
 fi
-"$PYTHON" collect_results.py summary "$RESULTS" --baseline supervised --baseline adversarial
+"$PYTHON" -m scripts.collect_results summary "$RESULTS" --baseline supervised --baseline adversarial

@@ -20,13 +20,12 @@ torchrun \
   train_adversarial.py \
   --dataset "${DATASET:-mpii}" \
   --path "${DATA:-data/mpii}" \
-  --modelName "${NAME:-adversarial-mpii-ddp}" \
+  --model_name "${NAME:-adversarial-mpii-ddp}" \
   --config "${CONFIG:-config.default_config}" \
   --batch_size "${BATCH:-8}" \
   --lr "${LR:-2.5e-4}" \
   --epochs "${EPOCHS:-200}" \
   --optimizer_type RMSprop \
-  --loss mse \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-cuda}" \

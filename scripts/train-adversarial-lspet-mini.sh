@@ -12,7 +12,7 @@ export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 python3 train_adversarial.py \
   --dataset lspet \
   --path "${DATA:-../shared/data/lspet-mini}" \
-  --modelName "${NAME:-lspet-mini-adversarial}" \
+  --model_name "${NAME:-lspet-mini-adversarial}" \
   --config config.cpu_small \
   --epochs "${EPOCHS:-36}" \
   --train_split train \

@@ -12,13 +12,12 @@ cd "$(dirname "$0")/.."
 python3 train_adversarial.py \
   --dataset "${DATASET:-mpii}" \
   --path "${DATA:-data/mpii}" \
-  --modelName "${NAME:-adversarial-mpii}" \
+  --model_name "${NAME:-adversarial-mpii}" \
   --config "${CONFIG:-config.default_config}" \
   --optimizer_type RMSprop \
   --lr "${LR:-2.5e-4}" \
   --batch_size "${BATCH:-8}" \
   --epochs "${EPOCHS:-200}" \
-  --loss mse \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-auto}" \

@@ -7,7 +7,7 @@ export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 python3 train_supervised.py \
   --dataset lspet \
   --path "${DATA:-../shared/data/lspet-mini}" \
-  --modelName "${NAME:-lspet-mini-supervised}" \
+  --model_name "${NAME:-lspet-mini-supervised}" \
   --config config.cpu_small \
   --epochs "${EPOCHS:-36}" \
   --train_split train \

@@ -7,13 +7,12 @@ cd "$(dirname "$0")/.."
 python3 train_supervised.py \
   --dataset "${DATASET:-mpii}" \
   --path "${DATA:-data/mpii}" \
-  --modelName "${NAME:-hg8-mpii}" \
+  --model_name "${NAME:-hg8-mpii}" \
   --config "${CONFIG:-config.newell8}" \
   --batch_size "${BATCH:-8}" \
   --lr "${LR:-2.5e-4}" \
   --epochs "${EPOCHS:-200}" \
   --optimizer_type RMSprop \
-  --loss mse \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-auto}" \

@@ -1,8 +1,10 @@
-"""Shared fixtures: where the real shared data lives (``../shared/data`` beside the repository)."""
+"""Shared fixtures and helpers: where the repository and the real shared data live (``../shared/data`` beside
+it), a finished tiny run, and the tiny config, run description, nets and step context that many tests build."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 
@@ -55,9 +57,90 @@ def tiny_run_dir(tmp_path_factory):
     import train_supervised
 
     root = tmp_path_factory.mktemp("runs")
-    train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(root), "--modelName",
+    train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(root), "--model_name",
                            "run", "--max_train_samples", "8", "--max_val_samples", "4"])
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def run_dir(tiny_run_dir):
+    """The finished tiny run above, under the name the prediction and export tests read it by."""
+    return tiny_run_dir
+
+
+def tiny_cfg(method: str = "supervised", **overrides):
+    """``config.tiny`` for ``method`` with ``overrides``."""
+    from config import load_config
+
+    return load_config("tiny", {"method": method, **overrides})
+
+
+def synthetic_spec(run_dir, **extra):
+    """The RunSpec of a tiny synthetic run in ``run_dir``: CPU, 16 train and 4 val samples unless ``extra``
+    says otherwise."""
+    from training.run import RunSpec
+
+    return RunSpec(**{"dataset": "synthetic", "path": None, "train_split": "train", "val_split": "val",
+                      "run_dir": str(run_dir), "device": "cpu", "max_train_samples": 16, "max_val_samples": 4,
+                      **extra})
+
+
+def cpu_step_context():
+    """The StepContext of an fp32 update on the CPU, NCHW, no clipping, a disabled scaler per network."""
+    import torch
+
+    from training.steps import StepContext
+
+    scalers = {k: torch.amp.GradScaler("cpu", enabled=False) for k in ("generator", "pose_disc", "conf_disc")}
+    return StepContext(torch.device("cpu"), None, scalers, 0.0, False)
+
+
+def tiny_nets(cfg, seed: int = 0, num_joints: int = 16):
+    """The networks ``cfg`` asks for (16 joints: the synthetic dataset's MPII layout), initialised from ``seed``."""
+    import torch
+
+    from training.build import build_nets
+
+    torch.manual_seed(seed)
+    return build_nets(cfg, num_joints)[0]
+
+
+def log_records(run_dir) -> list[dict]:
+    """Every record of ``run_dir/log.jsonl``."""
+    with open(os.path.join(run_dir, "log.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def assert_same_last_checkpoint(a_dir, b_dir, nets: list[str]) -> None:
+    """The ``last.pt`` of two run directories hold the same weights of ``nets`` at the same iteration."""
+    import torch
+
+    from checkpoint import load_checkpoint
+
+    a, b = load_checkpoint(str(a_dir / "last.pt")), load_checkpoint(str(b_dir / "last.pt"))
+    for net in nets:
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after the stop and resume"
+    assert a["state"]["iteration"] == b["state"]["iteration"]
+
+
+def lspet_folder(root, joints) -> str:
+    """An LSPET folder (joints.mat only) holding ``joints`` (14, 3, N)."""
+    import scipy.io
+
+    os.makedirs(root, exist_ok=True)
+    scipy.io.savemat(os.path.join(root, "joints.mat"), {"joints": joints})
+    return str(root)
+
+
+def lspet_joints(n: int):
+    """(14, 3, n) LSPET joints: every joint annotated, at uniform random positions inside a 64 px image."""
+    import numpy as np
+
+    joints = np.ones((14, 3, n))
+    joints[:, :2] = np.random.default_rng(0).uniform(10, 54, (14, 2, n))
+    return joints
 
 
 def adversarial_batch(n: int = 4, res: int = 64, out: int = 16, joints_count: int = 16) -> dict:

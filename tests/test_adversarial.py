@@ -13,6 +13,8 @@ import math
 import pytest
 import torch
 from conftest import adversarial_batch, rmsprop_per_net
+from conftest import cpu_step_context as _ctx
+from conftest import tiny_nets as _tiny_nets
 
 import test as test_entry
 import train_adversarial
@@ -24,26 +26,16 @@ from training.build import adversarial_params, build_nets, error_loss_params, ge
 from training.losses import confidence_fake_targets, masked_bce, pose_fake_targets
 from training.preflight import check_pretrained
 from training.run import build_run, checkpoint_of, load_pretrained
-from training.steps import Nets, StepContext, adversarial_step, adversarial_targets, to_device, train_step
+from training.steps import Nets, adversarial_step, adversarial_targets, to_device, train_step
 
 J = 16  # joints of the synthetic dataset (MPII layout)
 
 
-def _ctx() -> StepContext:
-    scalers = {k: torch.amp.GradScaler("cpu", enabled=False) for k in ("generator", "pose_disc", "conf_disc")}
-    return StepContext(torch.device("cpu"), None, scalers, 0.0, False)
-
-
 def _step(nets: Nets, opts: dict, b: dict, cfg) -> dict:
-    """One iteration of Algorithm 1 as these tests knew it before step 1 (``g_error_step``) existed: P, C, then
-    one G update by Eq. 4 (one P/C and one G update per iteration)."""
+    """Steps 2-4 of Algorithm 1 alone (``g_error_step`` off): P, C, then one G update by Eq. 4, so that each
+    network's update is checked without step 1's extra G update."""
     adv = dataclasses.replace(adversarial_params(cfg), g_error_step=False, gen_iters=1, disc_iters=1)
     return adversarial_step(nets, opts, b, _ctx(), error_loss_params(cfg), adv)
-
-
-def _tiny_nets(cfg, seed: int = 0) -> Nets:
-    torch.manual_seed(seed)
-    return build_nets(cfg, J)[0]
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:

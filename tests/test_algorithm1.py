@@ -10,18 +10,19 @@ import math
 import pytest
 import torch
 from conftest import adversarial_batch, rmsprop_per_net
+from conftest import cpu_step_context as _ctx
+from conftest import tiny_nets as _nets
 
 import train_adversarial
 import train_supervised
 from config import load_config
 from reporting.plots import plot_training_curves
-from training.build import adversarial_params, build_nets, error_loss_params
+from training.build import adversarial_params, error_loss_params
 from training.losses import heatmap_mse
 from training.stats import epoch_means
 from training.steps import (
     ErrorLoss,
     Nets,
-    StepContext,
     adversarial_step,
     adversarial_terms,
     error_loss,
@@ -29,16 +30,6 @@ from training.steps import (
 )
 
 J = 16
-
-
-def _ctx() -> StepContext:
-    scalers = {k: torch.amp.GradScaler("cpu", enabled=False) for k in ("generator", "pose_disc", "conf_disc")}
-    return StepContext(torch.device("cpu"), None, scalers, 0.0, False)
-
-
-def _nets(cfg, seed: int = 0) -> Nets:
-    torch.manual_seed(seed)
-    return build_nets(cfg, J)[0]
 
 
 def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -134,14 +125,14 @@ def test_paper_scale_is_eq_1_by_hand():
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
     stack0, stack1 = torch.full((2, 2, 2, 2), 0.5), torch.full((2, 2, 2, 2), 1.0)
     stack0[1, 1], stack1[1, 1] = 100.0, 100.0
-    assert heatmap_mse([stack0, stack1], target, mask, scale="paper").item() == pytest.approx(1.75)
-    assert heatmap_mse([stack0, stack1], target, mask, scale="pixel_mean").item() == pytest.approx(14 / 12)
+    assert heatmap_mse([stack0, stack1], target, mask, 0.0, "paper").item() == pytest.approx(1.75)
+    assert heatmap_mse([stack0, stack1], target, mask, 0.0, "pixel_mean").item() == pytest.approx(14 / 12)
 
     occ_target = torch.zeros(2, 2, 2, 2)
     occ_target[1, 0, 1, 1] = 1.0
     out = {"pose": [stack0, stack1], "occlusion": [torch.zeros(2, 2, 2, 2)] * 2}
     b = {"heatmaps": target, "occlusion": occ_target, "annotated": mask}
-    assert error_loss(out, b, ErrorLoss(scale="paper")).item() == pytest.approx(2.0)
+    assert error_loss(out, b, ErrorLoss(fg_weight=0.0, scale="paper")).item() == pytest.approx(2.0)
 
 
 # ---- adv_stacks -----------------------------------------------------------------------------------------------

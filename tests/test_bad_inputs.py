@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import error_line, fingerprint, last_line
+from conftest import REPO, error_line, fingerprint, last_line, lspet_joints
+from conftest import lspet_folder as _lspet
 
 import predict
 import test as test_entry
@@ -35,7 +36,6 @@ import train_supervised
 from checkpoint import load_checkpoint
 from utils.errors import UserInputError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINUX = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds a descriptor's file in /proc")
 
 
@@ -83,10 +83,11 @@ def test_overwrite_moves_the_old_run_aside(runs, capsys):
 
 
 @pytest.mark.parametrize("name", ["../../x", "/abs/x", "..", "a/b"])
-def test_model_name_must_be_a_plain_name(tmp_path, capsys, name):
+@pytest.mark.parametrize("flag", ["--model_name", "--modelName"])  # the seed's spelling stays an alias
+def test_model_name_must_be_a_plain_name(tmp_path, capsys, name, flag):
     root = tmp_path / "deep" / "er" / "runs"
-    line = error_line(train_supervised, train_args(root, "--modelName", name), capsys)
-    assert line.startswith("error: --modelName") and name in line
+    line = error_line(train_supervised, train_args(root, flag, name), capsys)
+    assert line.startswith("error: --model_name") and name in line
     assert os.listdir(tmp_path) == []  # nothing created, inside --save_root or outside it
 
 
@@ -144,17 +145,8 @@ def test_resuming_a_finished_run_is_refused(runs, capsys):
 
 # ---- annotations: non-finite or absurd numbers, missing datasets, wrong dtypes ------------------------
 
-def _lspet(root, joints: np.ndarray) -> str:
-    """An LSPET folder (joints.mat only) holding ``joints`` (14, 3, N)."""
-    os.makedirs(root, exist_ok=True)
-    scipy.io.savemat(os.path.join(root, "joints.mat"), {"joints": joints})
-    return str(root)
-
-
 def _joints(n: int, layout: str = "lspet") -> np.ndarray:
-    rng = np.random.default_rng(0)
-    joints = np.ones((14, 3, n))
-    joints[:, :2] = rng.uniform(10, 54, (14, 2, n))
+    joints = lspet_joints(n)
     return joints if layout == "lspet" else joints.transpose(1, 0, 2) * [[[1]], [[1]], [[0]]]  # LSP: 0 = visible
 
 
@@ -300,8 +292,8 @@ def test_empty_val_or_test_split_is_refused_before_training_or_testing(tmp_path,
 # ---- out-of-range config values -----------------------------------------------------------------------
 
 @pytest.mark.parametrize(("entry", "extra", "culprit"), [
-    (train_supervised, ["--set", "input_res=100"], "must be input_res / 4 = 25"),
-    (train_supervised, ["--set", "output_res=20"], "output_res=20 must be input_res / 4"),
+    (train_supervised, ["--set", "input_res=100"], "input_res=100 must be a multiple of 4 * 2**depth = 16"),
+    (train_supervised, ["--set", "output_res=20"], "output_res cannot be set: it is input_res / 4"),
     (train_supervised, ["--print_every", "0"], "print_every=0 is outside its range"),
     (train_supervised, ["--lr", "-1"], "lr=-1.0 is outside its range"),
     (train_supervised, ["--workers", "-1"], "workers=-1 is outside its range"),
@@ -427,6 +419,7 @@ def _file_size_limit(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_checkpoint_write_past_a_file_size_limit_keeps_the_last_checkpoint(runs):
     """A real failing write in a fresh process: checkpoints (~450 kB) exceed the limit, the log does not."""
     run_dir = os.path.join(runs, "run")
@@ -461,6 +454,7 @@ def test_resume_drops_a_partial_last_log_line_and_says_so(runs, capsys):
         assert [json.loads(line)["epoch"] for line in f] == [0, 1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_with_one_line_naming_the_last_checkpoint(tmp_path):
     cmd = [sys.executable, "train_supervised.py", *train_args(tmp_path / "runs", "--epochs", "1000")]
     last = tmp_path / "runs" / "run" / "last.pt"

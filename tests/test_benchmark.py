@@ -9,8 +9,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, error_line
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scripts import benchmark
 
 
 def _positive_numbers(value, where: str) -> None:
@@ -21,12 +22,14 @@ def _positive_numbers(value, where: str) -> None:
         assert isinstance(value, int | float) and value > 0, f"{where} = {value!r}"
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"), "--quick", "--config", "config.tiny",
+    cmd = [sys.executable, "-m", "scripts.benchmark", "--quick", "--config", "config.tiny",
            "--device", "cpu", "--threads", "1", "--pipeline_samples", "40", "--peak_tflops", "1.0",
            "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": REPO}  # run from tmp_path: nothing lands in the repository
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
     for key in ("pipeline_images_per_s_per_worker", "pipeline_cached_images_per_s_per_worker",
@@ -49,7 +52,6 @@ def test_optimized_cpu_precision_follows_the_machine(monkeypatch):
     import runtime.device as rt
     from config import load_config
 
-    benchmark = _benchmark_module()
     cfg = load_config("tiny", {"amp": "auto"})
     for native, dtype in ((False, None), (True, torch.bfloat16)):
         monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda native=native: native)
@@ -58,26 +60,18 @@ def test_optimized_cpu_precision_follows_the_machine(monkeypatch):
         assert benchmark.Setup(cfg, "supervised", "plain", torch.device("cpu"), False).ctx.dtype is None
 
 
-def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import benchmark
-    finally:
-        sys.path.pop(0)
-    import torch
+def test_an_existing_json_is_refused_before_any_measurement(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text("{}")
+    line = error_line(benchmark, ["--json", str(out), "--device", "no-such-device"], capsys)  # the check comes first
+    assert line.startswith(f"error: --json: 1 file would be replaced ({out}); pass --overwrite")
+    assert out.read_text() == "{}"
 
+
+def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):
     args = benchmark.parse_args([])
     assert benchmark.peak_tflops(args, torch.device("cpu"), None) is None
     assert benchmark.peak_tflops(benchmark.parse_args(["--peak_tflops", "50"]), torch.device("cpu"), None) == 50
-
-
-def _benchmark_module():
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import benchmark
-    finally:
-        sys.path.pop(0)
-    return benchmark
 
 
 @pytest.mark.parametrize(("name", "peak"), [
@@ -93,7 +87,7 @@ def _benchmark_module():
     ("Tesla V100-SXM2-16GB", None),
 ])
 def test_peak_table_tells_the_h100_boards_and_the_h200_apart(name, peak):
-    assert _benchmark_module().table_peak_tflops(name) == peak
+    assert benchmark.table_peak_tflops(name) == peak
 
 
 def test_plain_mode_is_true_fp32_and_restores_the_settings():
@@ -101,7 +95,6 @@ def test_plain_mode_is_true_fp32_and_restores_the_settings():
 
     from runtime.device import strict_fp32
 
-    benchmark = _benchmark_module()
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
               torch.get_float32_matmul_precision())
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import error_line
+from conftest import REPO, error_line
 
 import predict
 import test as test_entry
@@ -27,7 +27,6 @@ from training.build import generator_args
 from training.run import RunSpec, build_run, save
 from utils.errors import UserInputError, one_line
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
 
@@ -91,6 +90,7 @@ def test_unreadable_training_image_names_the_file(tmp_path, capsys, lspet_bad):
     assert re.match(BAD_IMAGE, line), line
 
 
+@pytest.mark.slow  # a training in a process of its own, with DataLoader worker processes
 def test_unreadable_image_in_a_dataloader_worker_is_one_line_too(tmp_path, lspet_bad):
     """A fresh process, as users run it: the worker's error comes back without its traceback. The missing
     image is put back (a missing file is found before training); the undecodable one is found by a worker."""

@@ -28,11 +28,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, synthetic_spec, tiny_cfg
 
 from checkpoint import load_checkpoint
 from config import load_config
 from datasets import build_dataset
-from inference.predict import inference_settings, make_eval_loader, predict_heatmaps, validate
+from inference.evaluate import evaluate, inference_settings, make_eval_loader
+from inference.predict import predict_heatmaps
 from inference.weights import generator_from_checkpoint
 from runtime.device import autocast, autocast_dtype, place_images, strict_fp32
 from training.build import adversarial_params, build_nets, build_optimizers, error_loss_params
@@ -40,7 +42,6 @@ from training.loop import fit
 from training.run import RunSpec, build_run
 from training.steps import StepContext, adversarial_step, raw_module, to_device
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE = torch.device(os.environ.get("POSE_CUDA_TESTS_DEVICE", "cuda"))
 CPU = torch.device("cpu")
 pytestmark = [pytest.mark.cuda,
@@ -149,12 +150,11 @@ def test_compiled_generator_equals_eager():
 
 
 def _spec(run_dir, device: torch.device = DEVICE, **extra) -> RunSpec:
-    return RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val", run_dir=str(run_dir),
-                   device=str(device), max_train_samples=16, max_val_samples=8, **extra)
+    return synthetic_spec(run_dir, **{"device": str(device), "max_val_samples": 8, **extra})
 
 
 def _cfg(**extra):
-    return load_config("tiny", {"method": "supervised", "amp": "off", "epochs": 2, **extra})
+    return tiny_cfg(**{"amp": "off", "epochs": 2, **extra})
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_flip_test_predictions_equal_on_cpu_and_cuda(cuda_run):
         net = copy.deepcopy(g).to(device).eval()
         settings = inference_settings(cfg, val.spec, device, flip=True)
         assert settings.flip_perm is not None and settings.dtype is None  # amp off: fp32 on both
-        results[device.type] = validate(net, make_eval_loader(val, 4, 0), val, settings, device)
+        results[device.type] = evaluate(net, make_eval_loader(val, 4, 0), val, settings, device)
         images = next(iter(make_eval_loader(val, 4, 0)))["image"].to(device)
         with torch.no_grad():
             heatmaps[device.type] = predict_heatmaps(net, images, settings.flip_perm, device, None).cpu()

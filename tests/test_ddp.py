@@ -18,8 +18,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # subprocess runs end to end
 # val size 7 over 2 ranks: the eval sampler pads with a wrap-around duplicate that the gather must drop
 OVERRIDES = {"epochs": 2, "batch_size": 4, "synthetic_train_size": 16, "synthetic_val_size": 7, "workers": 0}
 METHODS = ("supervised", "adversarial")
@@ -85,8 +86,8 @@ def test_only_rank0_logs_and_checkpoints(ddp_run, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_gathered_validation_equals_single_process_on_the_checkpoint(ddp_run, method):
     from datasets import build_dataset
-    from inference.predict import inference_settings, make_eval_loader, validate
-    from inference.scoring import score_dataset
+    from inference.evaluate import evaluate, inference_settings, make_eval_loader
+    from inference.scoring import score_predictions
     from inference.weights import generator_from_checkpoint
 
     r0, r1 = (torch.load(ddp_run / f"{method}-rank{r}.pt", weights_only=False) for r in (0, 1))
@@ -99,12 +100,12 @@ def test_gathered_validation_equals_single_process_on_the_checkpoint(ddp_run, me
     val_set = build_dataset("synthetic", None, "val", cfg, train=False)
     cpu = torch.device("cpu")
     settings = inference_settings(cfg, val_set.spec, cpu, cfg.flip_test)  # the training loop's validation settings
-    single = validate(generator, make_eval_loader(val_set, cfg.batch_size, 0), val_set, settings, cpu)
+    single = evaluate(generator, make_eval_loader(val_set, cfg.batch_size, 0), val_set, settings, cpu)
     np.testing.assert_array_equal(single["index"], r0["index"])
     np.testing.assert_allclose(single["preds"], r0["preds"], atol=1e-6)
     assert single["mean"] == pytest.approx(r0["mean"], abs=1e-9)
     # the tiny model scores ~0 at PCKh@0.5; a loose threshold makes the comparison non-trivial
-    loose = [score_dataset(p, val_set, 3.0, indices=r0["index"])["mean"] for p in (single["preds"], r0["preds"])]
+    loose = [score_predictions(p, val_set, 3.0, indices=r0["index"])["mean"] for p in (single["preds"], r0["preds"])]
     assert loose[0] == loose[1] > 0
 
 
@@ -117,6 +118,5 @@ def test_ddp_launch_scripts_show_their_torchrun_flags():
         assert subprocess.run(["bash", "-n", path]).returncode == 0
 
 
-if __name__ == "__main__":  # a torchrun rank (see the module docstring)
-    sys.path.insert(0, REPO)
+if __name__ == "__main__":  # a torchrun rank (see the module docstring; PYTHONPATH holds REPO)
     _worker(sys.argv[1], sys.argv[2])

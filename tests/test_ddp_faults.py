@@ -27,8 +27,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # subprocess runs end to end
 OVERRIDES = {"epochs": 2, "batch_size": 4, "synthetic_train_size": 16, "synthetic_val_size": 6, "workers": 0}
 POISONED_CALL = 2  # rank 1's NaN batch: its third step, the first of epoch 1 (2 steps per epoch per rank)
 STOPPED_AFTER = 3  # rank 1 alone gets SIGTERM after its third step: epoch 1, step 1 (2 steps per epoch)
@@ -329,6 +330,5 @@ def test_file_that_one_rank_cannot_read_stops_every_rank_with_one_line(tmp_path)
     assert "rank 0" not in lines[0] and "filesystem" in lines[0]
 
 
-if __name__ == "__main__":  # a torchrun rank (see the module docstring)
-    sys.path.insert(0, REPO)
+if __name__ == "__main__":  # a torchrun rank (see the module docstring; PYTHONPATH holds REPO)
     _worker(sys.argv[1], sys.argv[2])

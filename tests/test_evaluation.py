@@ -6,7 +6,7 @@ import pytest
 from datasets.lsp import LSPDataset, lsp_torso_lengths
 from datasets.mpii import MPIIDataset
 from datasets.skeleton import LSP, MPII
-from inference.metrics import evaluate, normalized_distances
+from inference.metrics import normalized_distances, pck_metrics
 
 PIPE = {"input_res": 64, "output_res": 16, "sigma": 1.0, "mean": (0.5,) * 3, "std": (0.25,) * 3, "augmentation": None}
 
@@ -17,7 +17,7 @@ def mpii(mpii_root):
 
 
 def _mpii_eval(ann, preds):
-    return evaluate(preds, ann.joints, ann.annotated, ann.visible, ann.ref_lengths, MPII)
+    return pck_metrics(preds, ann.joints, ann.annotated, ann.visible, ann.ref_lengths, MPII)
 
 
 def test_mpii_ground_truth_scores_100(mpii):
@@ -50,9 +50,10 @@ def test_mpii_known_offsets_give_hand_derived_values(mpii):
 def test_pckh_threshold_just_inside_and_just_outside_and_monotone_curve(mpii):
     preds = mpii.joints.copy()
     preds[:, :, 0] += 0.2499 * mpii.ref_lengths[:, None]
-    r = evaluate(preds, mpii.joints, mpii.annotated, mpii.visible, mpii.ref_lengths, MPII, alpha=0.25)
+    r = pck_metrics(preds, mpii.joints, mpii.annotated, mpii.visible, mpii.ref_lengths, MPII, alpha=0.25)
     assert r["mean"] == 100.0
-    assert evaluate(preds, mpii.joints, mpii.annotated, mpii.visible, mpii.ref_lengths, MPII, alpha=0.2498)["mean"] == 0
+    outside = pck_metrics(preds, mpii.joints, mpii.annotated, mpii.visible, mpii.ref_lengths, MPII, alpha=0.2498)
+    assert outside["mean"] == 0
     curve = np.array(r["curve"]["mean"])
     assert np.all(np.diff(curve) >= 0) and curve[0] == 0.0 and curve[-1] == 100.0
 
@@ -77,7 +78,7 @@ def test_lsp_torso_reference_uses_the_other_diagonal_and_skips_broken_torsos():
     ann[2, [2, 3]] = False  # both broken -> skipped
     ref = lsp_torso_lengths(gt, ann)
     assert ref[0] == 5.0 and ref[1] == 10.0 and np.isnan(ref[2])
-    r = evaluate(gt + 1.0, gt, ann, ann, ref, LSP)
+    r = pck_metrics(gt + 1.0, gt, ann, ann, ref, LSP)
     assert r["count"] == ann[:2].sum()  # the skipped sample contributes nothing
 
 
@@ -85,7 +86,7 @@ def test_pck_on_real_lsp_annotations(lsp_root):
     ann = LSPDataset(lsp_root, "test", box_margin=1.3, **PIPE).ann
     preds = ann.joints.copy()
     preds[:, 13, 0] += 0.21 * ann.ref_lengths  # head tops just outside PCK@0.2
-    r = evaluate(preds, ann.joints, ann.annotated, ann.visible, ann.ref_lengths, LSP)
+    r = pck_metrics(preds, ann.joints, ann.annotated, ann.visible, ann.ref_lengths, LSP)
     assert r["metric"] == "PCK@0.2" and r["count"] == 14 * 1000
     assert r["per_joint"]["Head"] == 50.0  # neck right, head top wrong
     assert r["mean"] == pytest.approx(100.0 * 13 / 14)
@@ -104,6 +105,6 @@ def test_per_sample_hits_add_up_to_the_mean():
     ann[1, :4] = False
     preds = gt.copy()
     preds[0, :5, 1] += 3.0  # 0.3 torso lengths off: 5 misses at PCK@0.2
-    r = evaluate(preds, gt, ann, ann, ref, LSP)
+    r = pck_metrics(preds, gt, ann, ann, ref, LSP)
     assert r["per_sample"] == {"hits": [9, 10, 0], "counted": [14, 10, 0]}
     assert r["mean"] == pytest.approx(100.0 * 19 / 24) and r["count"] == 24

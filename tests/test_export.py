@@ -20,32 +20,16 @@ from datasets import build_dataset
 from inference.export import EXPORT_FORMAT
 from inference.weights import generator_from_checkpoint
 from models import build_generator
+from scripts import export
 from training.build import generator_args
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def export_main(argv: list[str]):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import export
-    finally:
-        sys.path.pop(0)
-    return export.main(argv)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_run_dir):
-    """A finished one-epoch tiny supervised run on the synthetic data (conftest's, shared)."""
-    return tiny_run_dir
 
 
 @pytest.fixture(scope="module")
 def exports(run_dir, tmp_path_factory):
     """(fp32 export, fp16 export) of the run's best.pt."""
     folder = tmp_path_factory.mktemp("exports")
-    export_main([str(run_dir / "best.pt"), str(folder / "g.pt")])
-    export_main([str(run_dir / "best.pt"), str(folder / "g16.pt"), "--fp16"])
+    export.main([str(run_dir / "best.pt"), str(folder / "g.pt")])
+    export.main([str(run_dir / "best.pt"), str(folder / "g16.pt"), "--fp16"])
     return folder / "g.pt", folder / "g16.pt"
 
 
@@ -114,8 +98,8 @@ def test_fp16_file_of_a_real_size_model_is_about_half(tmp_path):
     args = generator_args(cfg, 16)
     torch.save({"generator": build_generator(args).state_dict(), "model_args": args, "config": cfg.to_dict(),
                 "dataset": "mpii"}, tmp_path / "ckpt.pt")
-    export_main([str(tmp_path / "ckpt.pt"), str(tmp_path / "g.pt")])
-    export_main([str(tmp_path / "ckpt.pt"), str(tmp_path / "g16.pt"), "--fp16"])
+    export.main([str(tmp_path / "ckpt.pt"), str(tmp_path / "g.pt")])
+    export.main([str(tmp_path / "ckpt.pt"), str(tmp_path / "g16.pt"), "--fp16"])
     assert os.path.getsize(tmp_path / "g.pt") > 2**20
     assert 0.48 < os.path.getsize(tmp_path / "g16.pt") / os.path.getsize(tmp_path / "g.pt") < 0.53
 
@@ -124,7 +108,7 @@ def test_onnx_export_matches_torch(run_dir, tmp_path, capsys):
     pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")
     out, graph = tmp_path / "g.pt", tmp_path / "g.onnx"
-    export_main([str(run_dir / "best.pt"), str(out), "--onnx", str(graph)])
+    export.main([str(run_dir / "best.pt"), str(out), "--onnx", str(graph)])
     assert "onnxruntime matches torch" in capsys.readouterr().out
 
     _, generator = generator_from_checkpoint(torch.load(out, weights_only=True))
@@ -143,14 +127,14 @@ def test_onnx_without_the_packages(run_dir, tmp_path, monkeypatch, capsys):
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "onnx", None)  # as if not installed
         with pytest.raises(SystemExit) as exc:
-            export_main([str(run_dir / "best.pt"), str(tmp_path / "g.pt"), "--onnx", str(tmp_path / "g.onnx")])
+            export.main([str(run_dir / "best.pt"), str(tmp_path / "g.pt"), "--onnx", str(tmp_path / "g.onnx")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "'onnx'" in err and err.startswith("error: --onnx")
     assert os.listdir(tmp_path) == []  # nothing written
 
     pytest.importorskip("onnx")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    export_main([str(run_dir / "best.pt"), str(tmp_path / "g.pt"), "--onnx", str(tmp_path / "g.onnx")])
+    export.main([str(run_dir / "best.pt"), str(tmp_path / "g.pt"), "--onnx", str(tmp_path / "g.onnx")])
     assert "onnxruntime not installed: check skipped" in capsys.readouterr().out
     assert (tmp_path / "g.onnx").stat().st_size > 0
 
@@ -159,14 +143,19 @@ def test_export_refusals(run_dir, exports, tmp_path, capsys):
     path, _ = exports
     before = path.read_bytes()
     with pytest.raises(SystemExit) as exc:
-        export_main([str(run_dir / "best.pt"), str(path)])
-    assert exc.value.code == 2 and "exists (pass --overwrite" in capsys.readouterr().err
+        export.main([str(run_dir / "best.pt"), str(path)])
+    assert exc.value.code == 2 and f"output: 1 file would be replaced ({path}); pass --overwrite" in \
+        capsys.readouterr().err
     assert path.read_bytes() == before
     with pytest.raises(SystemExit) as exc:
-        export_main([str(run_dir / "best.pt"), str(run_dir / "best.pt"), "--overwrite"])
-    assert exc.value.code == 2 and "is the checkpoint being exported" in capsys.readouterr().err
+        export.main([str(run_dir / "best.pt"), str(run_dir / "best.pt"), "--overwrite"])
+    assert exc.value.code == 2 and "would replace the input" in capsys.readouterr().err
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"a file of yours")
+    export.main([str(run_dir / "best.pt"), str(mine), "--overwrite"])
+    assert f"replacing 1 earlier file (--overwrite): {mine}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
-        export_main([str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")])
+        export.main([str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")])
     assert exc.value.code == 2 and "checkpoint not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path),

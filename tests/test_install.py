@@ -8,10 +8,9 @@ import sys
 from importlib import metadata
 
 import pytest
+from conftest import REPO
 
 from runtime.versions import PACKAGES, package_versions
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A stand-in for PYTHON: `-c CODE ARGS` runs CODE with importlib.metadata.version answering from the JSON table
 # in $FAKE_DISTS (unlisted = not installed); `-m pip ...` is logged to $FAKE_PIP_LOG (with the content of the -r/-c

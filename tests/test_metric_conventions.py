@@ -9,7 +9,7 @@ import pytest
 
 import test as test_entry
 from datasets.skeleton import LSP, MPII
-from inference.metrics import auc_thresholds, evaluate, format_table
+from inference.metrics import auc_thresholds, format_table, pck_metrics
 from reporting.records import run_record
 
 REF = 10.0  # px reference length of every hand-built sample
@@ -38,7 +38,7 @@ def _mpii_case():
 
 
 def test_mpii_groups_are_unweighted_and_mean_is_count_weighted():
-    r = evaluate(*_mpii_case(), MPII)
+    r = pck_metrics(*_mpii_case(), MPII)
     # Shoulder: left 5/5, right 0/1 -> unweighted 50 (count-weighted would be 5/6 = 83.3).
     assert r["per_joint"]["Shoulder"] == pytest.approx(50.0)
     assert r["per_joint"]["Head"] == 100.0  # head top alone
@@ -55,19 +55,19 @@ def test_mpii_groups_are_unweighted_and_mean_is_count_weighted():
 
 
 def test_mpii_auc_is_the_trapezoid_area_of_the_mean_curve_over_0_to_0_5():
-    r = evaluate(*_mpii_case(), MPII)
+    r = pck_metrics(*_mpii_case(), MPII)
     t = auc_thresholds(MPII)
     assert len(t) == 51 and t[0] == 0.0 and t[-1] == 0.5 and r["auc_range"] == [0.0, 0.5]
     # An error d between grid points g < d < g + 0.01 contributes (0.5 - (g + 0.01)) + 0.01 / 2 of the
     # [0, 0.5] range; one exactly at 0.5 contributes the last half step; 0.6 and 0.7 contribute nothing.
     area = 55 * (0.5 - 0.06 + 0.005) + 5 * (0.5 - 0.31 + 0.005) + 2 * 0.005
     assert r["auc"] == pytest.approx(100.0 * area / 66 / 0.5)
-    exact = evaluate(*_case(MPII, np.zeros((2, 16)), np.ones((2, 16), bool)), MPII)
+    exact = pck_metrics(*_case(MPII, np.zeros((2, 16)), np.ones((2, 16), bool)), MPII)
     assert exact["auc"] == 100.0
 
 
 def test_alpha_moves_the_table_but_not_mean_at_0_1_or_auc():
-    base, other = evaluate(*_mpii_case(), MPII), evaluate(*_mpii_case(), MPII, alpha=0.2)
+    base, other = pck_metrics(*_mpii_case(), MPII), pck_metrics(*_mpii_case(), MPII, alpha=0.2)
     assert other["metric"] == "PCKh@0.2" and other["mean"] != base["mean"]
     assert (other["auc"], other["mean_at_0.1"]) == (base["auc"], base["mean_at_0.1"])
 
@@ -78,7 +78,7 @@ def test_lsp_head_is_neck_and_head_top_unweighted_and_auc_spans_0_to_0_2():
     ann = np.ones((4, 14), bool)
     ann[1:, top] = False
     d[0, top] = 0.3
-    r = evaluate(*_case(LSP, d, ann), LSP)
+    r = pck_metrics(*_case(LSP, d, ann), LSP)
     assert r["per_joint"]["Head"] == pytest.approx(50.0)  # neck 4/4, head top 0/1 (count-weighted: 80)
     assert r["mean"] == pytest.approx(100.0 * 52 / 53) and r["count"] == 53
     # Every LSP row is a pair, so bearpaw's unweighted Mean of 14 joints is the mean of the 7 rows.
@@ -92,7 +92,7 @@ def test_lsp_head_is_neck_and_head_top_unweighted_and_auc_spans_0_to_0_2():
 
 
 def test_format_table_prints_every_convention_and_joint():
-    text = format_table(evaluate(*_mpii_case(), MPII))
+    text = format_table(pck_metrics(*_mpii_case(), MPII))
     for word in ("Shoulder", "Mean", "Mean (unweighted)", "Mean@0.1", "AUC 0-0.5", "Head (official)", "head_top",
                  "l_wrist", "88.57", "93.94", "83.33"):
         assert word in text, word

@@ -18,9 +18,10 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-import scipy.io
 import torch
-from conftest import error_line, fingerprint
+from conftest import REPO, error_line, fingerprint
+from conftest import lspet_folder as _lspet
+from conftest import lspet_joints as _joints
 
 import predict
 import test as test_entry
@@ -30,8 +31,6 @@ import training.run
 from checkpoint import load_checkpoint
 from datasets.synthetic import SyntheticDataset
 from utils.errors import UserInputError
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_args(save_root, *extra) -> list[str]:
@@ -133,7 +132,7 @@ def test_resume_never_continues_into_a_folder_of_other_files(tmp_path, capsys, t
     line = error_line(train_supervised, ["--resume", resume, "--epochs", "2"], capsys)
     held = ", ".join(sorted({name, "best.pt", "config.json", "log.jsonl"}))
     assert line.startswith(f"error: --resume {resume}: run directory {folder} holds files of another run or of "
-                           f"yours ({held})") and "--modelName" in line
+                           f"yours ({held})") and "--model_name" in line
     assert fingerprint(folder) == before
 
 
@@ -156,6 +155,7 @@ HOLD = ("import sys, time\n"
         "time.sleep(120)\n")
 
 
+@pytest.mark.slow
 def test_a_run_directory_belongs_to_one_training_and_a_killed_one_leaves_it_free(tmp_path, capsys):
     run_dir = tmp_path / "runs" / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], cwd=REPO, stdout=subprocess.PIPE,
@@ -187,18 +187,6 @@ def test_a_pck_threshold_outside_0_1_is_refused(tmp_path, capsys, alpha):
 
 
 # ---- row 5 and "1e12 px": predictions that are not positions ---------------------------------------------
-
-def _lspet(root, joints: np.ndarray) -> str:
-    os.makedirs(root, exist_ok=True)
-    scipy.io.savemat(os.path.join(root, "joints.mat"), {"joints": joints})
-    return str(root)
-
-
-def _joints(n: int) -> np.ndarray:
-    joints = np.ones((14, 3, n))
-    joints[:, :2] = np.random.default_rng(0).uniform(10, 54, (14, 2, n))
-    return joints
-
 
 def _predictions(path, preds: np.ndarray) -> str:
     with h5py.File(path, "w") as f:
@@ -427,7 +415,7 @@ def test_overwrite_picks_a_free_aside_name(run_copy, capsys, monkeypatch):
 # ---- row 17: an empty value ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("entry", "args", "flag"), [
-    (train_supervised, ["--modelName", ""], "--modelName"),
+    (train_supervised, ["--modelName", ""], "--model_name"),
     (train_supervised, ["--resume", ""], "--resume"),
     (train_supervised, ["--save_root", " "], "--save_root"),
     (train_adversarial, ["--pretrained", ""], "--pretrained"),

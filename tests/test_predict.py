@@ -10,19 +10,14 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+from conftest import error_line
 
-import plot_curves
 import predict
 import test as test_entry
 from datasets import build_dataset
 from datasets.skeleton import MPII
-from inference.predictor import Predictor, box_from_xywh
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_run_dir):
-    """A finished one-epoch tiny supervised run on the synthetic data (conftest's, shared)."""
-    return tiny_run_dir
+from inference.predict import Predictor, box_from_xywh
+from scripts import plot_curves
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +119,12 @@ def test_training_curves_at_the_end_and_on_demand(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         plot_curves.main([str(tmp_path)])
     assert exc.value.code == 2 and capsys.readouterr().err.startswith("error: no training log")
+    before = (tmp_path / "c.png").read_bytes()
+    line = error_line(plot_curves, [str(run_dir), "--output", str(tmp_path / "c.png")], capsys)
+    assert line.startswith(f"error: --output: 1 file would be replaced ({tmp_path / 'c.png'}); pass --overwrite")
+    assert (tmp_path / "c.png").read_bytes() == before
+    plot_curves.main([str(run_dir), "--output", str(tmp_path / "c.png"), "--overwrite"])
+    assert f"replacing 1 earlier file (--overwrite): {tmp_path / 'c.png'}" in capsys.readouterr().out
 
 
 # --- videos, per-image and per-frame boxes, unreadable files, bad boxes -------------------------------------------

@@ -11,7 +11,6 @@ from outside at whatever moment, DataLoader workers included, as a scheduler doe
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,17 +21,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import last_line
+from conftest import REPO, assert_same_last_checkpoint, last_line, log_records, synthetic_spec, tiny_cfg
 
 import train_adversarial
 import train_supervised
 from checkpoint import load_checkpoint
-from config import load_config
 from training.loop import fit
-from training.run import RunSpec, build_run
+from training.run import build_run
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+pytestmark = pytest.mark.slow  # subprocess runs end to end
 TIME_KEYS = {"seconds", "images_per_s"}
 STEPS_PER_EPOCH = 4  # 16 train samples, batch 4
 
@@ -77,23 +75,15 @@ def _args(save_root, *extra) -> list[str]:
 
 def _reference(method: str, run_dir, epochs: int = 2) -> None:
     """The same run without a stop, in this process, without DataLoader workers."""
-    cfg = load_config("tiny", {"method": method, "deterministic": True, "epochs": epochs, "print_every": 1})
-    fit(build_run(cfg, RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val",
-                               run_dir=str(run_dir), device="cpu", max_train_samples=16, max_val_samples=4)))
+    fit(build_run(tiny_cfg(method, deterministic=True, epochs=epochs, print_every=1), synthetic_spec(run_dir)))
 
 
 def _log(run_dir) -> list[dict]:
-    with open(os.path.join(run_dir, "log.jsonl")) as f:
-        return [{k: v for k, v in json.loads(line).items() if k not in TIME_KEYS} for line in f if line.strip()]
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in log_records(run_dir)]
 
 
 def _assert_same_run(a_dir, b_dir, nets: list[str]) -> None:
-    a, b = load_checkpoint(str(a_dir / "last.pt")), load_checkpoint(str(b_dir / "last.pt"))
-    for net in nets:
-        assert a[net].keys() == b[net].keys()
-        for k in a[net]:
-            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after the stop and resume"
-    assert a["state"]["iteration"] == b["state"]["iteration"]
+    assert_same_last_checkpoint(a_dir, b_dir, nets)
     assert _log(a_dir) == _log(b_dir)  # print_every 1: the logged means are summed in the same order
 
 
@@ -155,7 +145,7 @@ def test_sigterm_to_every_process_of_the_job_at_any_moment(tmp_path):
 
 PREDICT_DRIVER = """
 import os, signal, sys
-import inference.predictor as predictor
+import inference.predict as predictor
 import predict
 predict_frame, frames = predictor.Predictor.predict, []
 def predict_then_stop(self, *args, **kwargs):

@@ -10,23 +10,15 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+from conftest import REPO
 
 from datasets.mpii import load_mpii_annotations
 from datasets.mpii_official import read_valid_csv, read_valid_h5, visibility_flag
 from inference.submission import EMPTY, struct_array
+from scripts import prepare_mpii
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "scripts", "prepare_mpii.py")
+SCRIPT = ["-m", "scripts.prepare_mpii"]  # run from REPO
 RECT_FIELDS = ("x1", "y1", "x2", "y2", "scale", "objpos", "annopoints")
-
-
-def prepare_main():
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    try:
-        import prepare_mpii
-    finally:
-        sys.path.pop(0)
-    return prepare_mpii.main
 
 
 def points(joints: list[tuple]) -> dict:
@@ -108,7 +100,7 @@ def test_visibility_flag_reads_number_string_and_empty():
 def test_every_field_of_every_split(official, tmp_path):
     mat, valid_from = official
     out = tmp_path / "annot"
-    paths = prepare_main()(["--mat", mat, "--out", str(out), "--valid_from", valid_from])
+    paths = prepare_mpii.main(["--mat", mat, "--out", str(out), "--valid_from", valid_from])
     assert sorted(os.listdir(out)) == ["test.h5", "train.h5", "valid.h5"]
     train, valid, test = (read_h5(paths[s]) for s in ("train", "valid", "test"))
     joint_keys = {"index", "person", "imgname", "center", "scale", "part", "visible", "normalize", "torsoangle"}
@@ -176,7 +168,7 @@ def test_valid_people_must_match_the_release(official, tmp_path, capsys):
     with h5py.File(bad, "w") as f:
         f["index"], f["person"], f["imgname"] = [1.0], [0.0], [b"other.jpg"]
     with pytest.raises(SystemExit) as exc:
-        prepare_main()(["--mat", mat, "--out", str(tmp_path / "annot"), "--valid_from", str(bad)])
+        prepare_mpii.main(["--mat", mat, "--out", str(tmp_path / "annot"), "--valid_from", str(bad)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.h5" in err and "'other.jpg'" in err
@@ -235,7 +227,7 @@ def test_reproduces_the_real_valid_h5(mpii_root, tmp_path):
     with h5py.File(valid_from, "w") as f:
         for key in ("index", "person", "imgname"):
             f[key] = real[key]
-    paths = prepare_main()(["--mat", mat, "--out", str(tmp_path / "annot"), "--valid_from", str(valid_from)])
+    paths = prepare_mpii.main(["--mat", mat, "--out", str(tmp_path / "annot"), "--valid_from", str(valid_from)])
     ours = read_h5(paths["valid"])
     assert set(ours) == set(real)
     for key in real:
@@ -247,19 +239,20 @@ def test_reproduces_the_real_valid_h5(mpii_root, tmp_path):
     assert len(read_h5(paths["train"])["index"]) == 0  # every annotated image here holds a validation person
 
 
+@pytest.mark.slow  # the script run as a process, twice
 def test_cli_refuses_to_overwrite_and_reports_bad_input_in_one_line(official, tmp_path, capsys):
     mat, valid_from = official
     out = tmp_path / "annot"
-    first = subprocess.run([sys.executable, SCRIPT, "--mat", mat, "--out", str(out), "--valid_from", valid_from],
-                           capture_output=True, text=True, timeout=120)
+    first = subprocess.run([sys.executable, *SCRIPT, "--mat", mat, "--out", str(out), "--valid_from", valid_from],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "valid: 1 people" in first.stdout
-    missing = subprocess.run([sys.executable, SCRIPT, "--mat", str(tmp_path / "nope.mat"), "--out", str(out)],
-                             capture_output=True, text=True, timeout=120)
+    missing = subprocess.run([sys.executable, *SCRIPT, "--mat", str(tmp_path / "nope.mat"), "--out", str(out)],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
     assert missing.stderr.startswith("error: --mat: file not found") and "Traceback" not in missing.stderr
 
-    main = prepare_main()
+    main = prepare_mpii.main
     before = {p: os.path.getmtime(out / p) for p in os.listdir(out)}
 
     def error_line(*args: str) -> str:

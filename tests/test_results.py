@@ -1,10 +1,11 @@
-"""collect_results.py: run records and the summary table of the reproduction scripts."""
+"""scripts/collect_results.py: run records and the summary table of the reproduction scripts."""
 
 import json
 
 import pytest
+from conftest import error_line
 
-import collect_results
+from scripts import collect_results
 
 
 def _fake_run(tmp_path, name, head, mean, occluded_count=0):
@@ -34,6 +35,21 @@ def test_record_keeps_metrics_config_and_provenance(tmp_path):
     assert (rec["method"], rec["seed"], rec["epochs"], rec["start_epoch"]) == ("supervised", 0, 4, "2")
     assert rec["config"] == {"epochs": 4, "seed": 0} and rec["wall_seconds"] == 120
     assert "cores" in rec["machine"] and "torch" in rec["machine"]
+
+
+def test_record_replaces_an_existing_file_only_with_overwrite(tmp_path, capsys):
+    run = _fake_run(tmp_path, "sup0", 50.0, 45.0)
+    out = tmp_path / "results" / "sup0.json"
+    _record(tmp_path, run, "supervised", 0)
+    before = out.read_bytes()
+    line = error_line(collect_results, ["record", "--metrics", str(run / "metrics.json"), "--run_dir", str(run),
+                                        "--method", "x", "--seed", "1", "--epochs", "4", "--wall_seconds", "1",
+                                        "--output", str(out)], capsys)
+    assert line == f"error: --output: 1 file would be replaced ({out}); pass --overwrite to replace them, or " \
+                   f"choose another --output"
+    assert out.read_bytes() == before
+    assert _record(tmp_path, run, "again", 1, "--overwrite")["method"] == "again"
+    assert f"replacing 1 earlier file (--overwrite): {out}" in capsys.readouterr().out
 
 
 def test_summary_gives_mean_and_sample_std_over_seeds_per_method(tmp_path):
@@ -75,7 +91,7 @@ def test_undefined_figures_are_written_as_null(tmp_path):
     import numpy as np
 
     from inference.scoring import write_metrics
-    from utils.io import json_safe
+    from storage.io import json_safe
 
     assert json_safe({"a": [float("inf"), np.float32("nan"), 1.5], "b": (np.int64(3), "x")}) == {
         "a": [None, None, 1.5], "b": [3, "x"]}

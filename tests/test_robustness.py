@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 import re
@@ -15,6 +14,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, tiny_cfg
+from conftest import assert_same_last_checkpoint as _assert_same_weights
+from conftest import log_records as _log
+from conftest import synthetic_spec as _spec
 
 import train_supervised
 import training.loop
@@ -25,9 +28,9 @@ from config import load_config
 from datasets.sampler import EpochSampler
 from datasets.synthetic import SyntheticDataset
 from training.loop import fit
-from training.run import RunSpec, build_run, save
+from training.run import build_run, save
+from training.spec import RunSpec
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIME_KEYS = {"seconds", "images_per_s"}
 
 
@@ -39,12 +42,7 @@ def deterministic_mode_reset():
 
 
 def _cfg(method="supervised", **extra):
-    return load_config("tiny", {"method": method, "deterministic": True, "epochs": 2, "checkpoint_every": 3, **extra})
-
-
-def _spec(run_dir, **extra) -> RunSpec:
-    return RunSpec(dataset="synthetic", path=None, train_split="train", val_split="val",
-                   run_dir=str(run_dir), device="cpu", max_train_samples=16, max_val_samples=4, **extra)
+    return tiny_cfg(method, **{"deterministic": True, "epochs": 2, "checkpoint_every": 3, **extra})
 
 
 class _Preempted(Exception):
@@ -72,20 +70,6 @@ def _fit_until_preempted(run, iterations: int) -> None:
     assert run.state.iteration == iterations
 
 
-def _log(run_dir) -> list[dict]:
-    with open(os.path.join(run_dir, "log.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _assert_same_weights(a_dir, b_dir, nets):
-    a, b = load_checkpoint(str(a_dir / "last.pt")), load_checkpoint(str(b_dir / "last.pt"))
-    for net in nets:
-        assert a[net].keys() == b[net].keys()
-        for k in a[net]:
-            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
-    assert a["state"]["iteration"] == b["state"]["iteration"]
-
-
 def _assert_same_log(a_dir, b_dir, epochs):
     a, b = _log(a_dir), _log(b_dir)
     assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == list(range(epochs))
@@ -94,6 +78,7 @@ def _assert_same_log(a_dir, b_dir, epochs):
                                                                         if k not in TIME_KEYS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "stop"), [("supervised", 7), ("adversarial", 6), ("adversarial", 3)])
 def test_interrupted_mid_epoch_run_resumes_bit_identically(tmp_path, method, stop):
     """4 steps per epoch, last.pt every 3 steps: stop after 7 (resume from step 2 of epoch 1 and redo
@@ -153,6 +138,7 @@ def _finished(last) -> bool:
     return last.exists() and load_checkpoint(str(last))["state"]["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_finishes_a_complete_run(tmp_path):
     """Kill -9 (2 DataLoader workers) mid-epoch and while a checkpoint is being written, resume each time;
     the result equals a run without kills and without workers, bit for bit."""

@@ -3,9 +3,11 @@
 import json
 import os
 import subprocess
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import pytest
+from conftest import REPO
+
+from scripts import acceptance_summary
 
 
 def _run_script(name: str, tmp_path, **env) -> str:
@@ -21,6 +23,7 @@ def _records(folder) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
+@pytest.mark.slow
 def test_reproduce_lspet_mini_runs_both_methods_and_summarises(tmp_path, lspet_root):
     _run_script("reproduce-lspet-mini.sh", tmp_path, DATA=lspet_root, CONFIG="config.tiny", EPOCHS="2", DROP="2",
                 SEEDS="0", TRAIN_SAMPLES="32")
@@ -53,6 +56,7 @@ def test_reproduce_lspet_mini_rejects_a_missing_data_folder(tmp_path):
     assert done.returncode == 2 and "has no joints.mat" in done.stderr
 
 
+@pytest.mark.slow
 def test_synthetic_ablation_runs_the_four_variants(tmp_path):
     _run_script("ablation-synthetic.sh", tmp_path, CONFIG="config.tiny", EPOCHS="1", SEEDS="0", TRAIN_SAMPLES="16",
                 VAL_SAMPLES="8")
@@ -65,6 +69,7 @@ def test_synthetic_ablation_runs_the_four_variants(tmp_path):
     assert "| Multi+Dis | 0 |" in ratios and "| Single+Dis | 0 |" in ratios  # the adversarial variants' push
 
 
+@pytest.mark.slow
 def test_study_lspet_9k_runs_pairs_sweeps_and_resumes(tmp_path, lspet_root):
     """Toy scale on lspet-mini (the lspet-9k layout): one seed, a one-setting sweep, then a second start that
     skips what is recorded and resumes what is half done, without deleting anything."""
@@ -127,6 +132,7 @@ def test_study_lspet_9k_rejects_a_missing_data_folder(tmp_path):
     assert done.returncode == 2 and "has no joints.mat" in done.stderr
 
 
+@pytest.mark.slow
 def test_gpu_acceptance_quick_on_cpu_runs_every_step_and_summarises(tmp_path, lspet_root):
     out = tmp_path / "acceptance"
     env = {**os.environ, "QUICK": "1", "DEVICE": "cpu", "OUT": str(out), "DATA": lspet_root, "OMP_NUM_THREADS": "1"}
@@ -166,9 +172,7 @@ def test_acceptance_summary_reports_failed_and_timed_out_steps(tmp_path):
     (out / "steps.tsv").write_text(f"cuda-tests\t0\t5\t{out / 'cuda-tests.xml'}\n"
                                    f"benchmark-model\t124\t420\t{out / 'bench-model.json'}\n"
                                    f"train-supervised\t0\t10\t{out / 'missing.jsonl'}\n")
-    script = os.path.join(REPO, "scripts", "acceptance_summary.py")
-    done = subprocess.run([sys.executable, script, str(out), "--device", "cuda"], capture_output=True, text=True)
-    assert done.returncode == 1
+    assert acceptance_summary.main([str(out), "--device", "cuda"]) == 1  # the exit code
     status = {s["name"]: s["status"] for s in json.loads((out / "summary.json").read_text())["steps"]}
     assert status == {"cuda-tests": "failed (every CUDA test skipped)", "benchmark-model": "timed out",
                       "train-supervised": "failed (wrote no output)"}

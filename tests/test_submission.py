@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from test_prepare_mpii import prepare_main, rect, save_release
+from test_prepare_mpii import rect, save_release
 
 import test as test_entry
 from config import load_config
 from datasets.skeleton import MPII
 from models import build_generator
+from scripts import prepare_mpii
 from training.build import generator_args
 
 JOINT = [(0, 30.0, 40.0, 1)]  # one labelled joint: enough for a train/valid person
@@ -39,7 +40,7 @@ def mpii(tmp_path_factory):
     valid_from = root / "valid_from.h5"
     with h5py.File(valid_from, "w") as f:
         f["index"], f["person"], f["imgname"] = [0.0], [0.0], [b"train0.jpg"]
-    prepare_main()(["--mat", mat, "--out", str(root / "annot"), "--valid_from", str(valid_from)])
+    prepare_mpii.main(["--mat", mat, "--out", str(root / "annot"), "--valid_from", str(valid_from)])
     (root / "images").mkdir()
     rng = np.random.default_rng(0)
     for name, *_ in IMAGES:

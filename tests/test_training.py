@@ -53,9 +53,9 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch():
     hm[:, :, 8, 8] = 1.0
     batch = {"image": torch.randn(4, 3, 64, 64), "heatmaps": hm, "occlusion": torch.zeros_like(hm),
              "annotated": torch.ones(4, 16)}
-    first = supervised_step(g, opt, batch, ctx, ErrorLoss())["loss_mse"]
+    first = supervised_step(g, opt, batch, ctx, ErrorLoss(0.0, "pixel_mean"))["loss_mse"]
     for _ in range(3):
-        last = supervised_step(g, opt, batch, ctx, ErrorLoss())["loss_mse"]
+        last = supervised_step(g, opt, batch, ctx, ErrorLoss(0.0, "pixel_mean"))["loss_mse"]
     assert last < first
 
 
@@ -64,12 +64,13 @@ def test_heatmap_mse_masks_joints_and_weights_foreground_pixels():
     target[0, :, 1, 1] = 1.0
     zero = [torch.zeros_like(target)]
     one_mask = torch.tensor([[1.0, 0.0]])  # the second joint is unlabelled: ignored
-    assert heatmap_mse(zero, target, one_mask).item() == pytest.approx(1 / 16)
-    assert heatmap_mse(zero * 2, target, one_mask).item() == pytest.approx(2 / 16)  # summed over stacks
+    assert heatmap_mse(zero, target, one_mask, 0.0, "pixel_mean").item() == pytest.approx(1 / 16)
+    summed = heatmap_mse(zero * 2, target, one_mask, 0.0, "pixel_mean")
+    assert summed.item() == pytest.approx(2 / 16)  # summed over stacks
     # a foreground pixel (target 1) weighs 1 + w, a background pixel (target 0) stays at 1
-    assert heatmap_mse(zero, target, one_mask, fg_weight=9.0).item() == pytest.approx(10 / 16)
+    assert heatmap_mse(zero, target, one_mask, 9.0, "pixel_mean").item() == pytest.approx(10 / 16)
     off = [target.roll(1, dims=-1)]  # 1 on a background pixel, 0 on the foreground one
-    assert heatmap_mse(off, target, one_mask, fg_weight=9.0).item() == pytest.approx((10 + 1) / 16)
+    assert heatmap_mse(off, target, one_mask, 9.0, "pixel_mean").item() == pytest.approx((10 + 1) / 16)
 
 
 def test_bf16_on_a_cpu_without_native_bf16_gets_a_note(monkeypatch):

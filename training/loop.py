@@ -19,11 +19,12 @@ import torch
 from tqdm import tqdm
 
 from config import Config
-from inference.predict import validate
+from inference.evaluate import evaluate
 from models import count_parameters
 from reporting.plots import plot_training_curves
 from runtime.device import choose_precision, precision_name
 from runtime.distributed import cleanup_distributed, init_distributed
+from storage.io import write_json
 from training.build import adversarial_params, error_loss_params
 from training.run import Run, build_run, save
 from training.runlock import run_dir_lock
@@ -33,7 +34,6 @@ from training.stats import DivergedError, StepStats, epoch_means
 from training.steps import StepContext, to_device, train_step
 from training.stopping import StopSignals, stop_here, stop_signals
 from utils.errors import Interrupted
-from utils.io import write_json
 
 
 def train_epoch(run: Run, stop: StopSignals) -> tuple[int, int]:
@@ -116,7 +116,7 @@ def fit(run: Run, stop: StopSignals | None = None) -> dict | None:
             signum = stop.agreed()
             if signum:  # mid-epoch, or after the epoch's last step: validation waits for the resumed run
                 stop_here(run, signum)
-            val = validate(run.nets.generator, run.val_loader, run.val_set, run.infer, run.device, run.dist)
+            val = evaluate(run.nets.generator, run.val_loader, run.val_set, run.infer, run.device, run.dist)
             end_epoch(run, steps, images, val)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; {run.last_good()}") from None

@@ -12,8 +12,8 @@ def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
-def heatmap_mse(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor, fg_weight: float = 0.0,
-                scale: str = "pixel_mean") -> torch.Tensor:
+def heatmap_mse(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor, fg_weight: float,
+                scale: str) -> torch.Tensor:
     """Squared heatmap error summed over stacks (intermediate supervision), over labelled joints only.
 
     preds: per stack (B, J, H, W); target (B, J, H, W) in [0, 1]; mask (B, J), 1 = joint labelled.

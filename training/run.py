@@ -35,7 +35,7 @@ from config import Config
 from datasets import build_dataset
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
-from inference.predict import InferenceSettings, inference_settings, make_eval_loader
+from inference.evaluate import InferenceSettings, inference_settings, make_eval_loader
 from runtime.device import autocast_dtype, precision_note
 from runtime.distributed import DistInfo, all_ranks_agree, first_error, init_distributed
 from runtime.system import derived_seed, rank_seed, seed_everything, seed_generators, tune_malloc

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from checkpoint import LOADED_FROM, load_checkpoint
 from config.default_config import CHOICES
+from storage.io import ensure_writable_dir, some_names
 from training.runlock import LOCK_NAME, RunLock
 from utils.errors import UserInputError
-from utils.io import ensure_writable_dir, some_names
 
 INTERNAL_PREFIXES = (LOCK_NAME, ".tmp-", ".write-test-")  # the lock, a killed write's temp file, the write test
 START_FILES = frozenset({"config.json", "log.jsonl", "tensorboard"})  # written before the first checkpoint
@@ -52,9 +52,9 @@ def check_run_dir(run_dir: str, ckpt: dict | None, overwrite: bool) -> str:
     if any(n.endswith(".pt") for n in names):
         raise UserInputError(f"run directory {run_dir} already holds a run: use --resume {run_dir} to continue "
                              f"it, --overwrite to start again (the old files are moved aside), or another "
-                             f"--modelName")
+                             f"--model_name")
     raise UserInputError(f"run directory {run_dir} holds files that are not a run's ({some_names(names)}): use "
-                         f"another --modelName, or --overwrite to move them aside to {run_dir}.old-<time>/")
+                         f"another --model_name, or --overwrite to move them aside to {run_dir}.old-<time>/")
 
 
 def unfinished_start(run_dir: str) -> bool:
@@ -112,7 +112,7 @@ def _check_own_folder(run_dir: str, names: list[str], ckpt: dict) -> None:
 
 def _refuse_foreign(source: str, run_dir: str, names: list[str]) -> None:
     raise UserInputError(f"--resume {source}: run directory {run_dir} holds files of another run or of yours "
-                         f"({some_names(names)}); continuing there would write over them: pass --modelName NAME "
+                         f"({some_names(names)}); continuing there would write over them: pass --model_name NAME "
                          f"to continue this checkpoint in <save_root>/NAME")
 
 
@@ -143,4 +143,4 @@ def prepare_run_dir(run_dir: str, layout: str, lock: RunLock | None = None) -> N
     elif layout == RESTART:
         tqdm.write(f"note: {run_dir} holds no checkpoint (an earlier start stopped before its first one): "
                    f"starting it again there")
-    ensure_writable_dir(run_dir, "run directory (--save_root/--modelName)")
+    ensure_writable_dir(run_dir, "run directory (--save_root/--model_name)")

@@ -63,7 +63,7 @@ def _same_file(fd: int, path: str) -> bool:
 def _locked_file(run_dir: str) -> int:
     """A descriptor of ``<run_dir>/.lock`` (folders and file made as needed), locked by this process; one line
     naming the holder when another process holds it."""
-    where = "run directory (--save_root/--modelName)"
+    where = "run directory (--save_root/--model_name)"
     path = os.path.join(run_dir, LOCK_NAME)
     while True:
         try:
@@ -81,7 +81,7 @@ def _locked_file(run_dir: str) -> int:
             raise UserInputError(f"run directory {run_dir} is in use by another training"
                                  f"{f' ({holder})' if holder else ''}: two runs in one folder would write over "
                                  f"each other's checkpoints and log; wait for it to end, or use another "
-                                 f"--modelName") from None
+                                 f"--model_name") from None
         if _same_file(fd, path):  # else the holder before us removed it between our open and our lock
             return fd
         os.close(fd)

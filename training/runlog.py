@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from storage.io import append_bytes, json_safe, write_bytes
 from utils.errors import UserInputError
-from utils.io import append_bytes, json_safe, write_bytes
 
 
 class RunLog:

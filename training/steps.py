@@ -52,8 +52,8 @@ def raw_module(module: nn.Module, keep_compile: bool = False) -> nn.Module:
 class ErrorLoss:
     """How G's heatmap error (Eq. 1) is weighted and scaled."""
 
-    fg_weight: float = 0.0  # squared errors weighted by 1 + fg_weight * target (0 = the paper's plain MSE)
-    scale: str = "pixel_mean"  # as heatmap_mse; training passes config mse_scale (default "paper", Eq. 1 as written)
+    fg_weight: float  # squared errors weighted by 1 + fg_weight * target (config heatmap_fg_weight)
+    scale: str  # "paper" | "pixel_mean", as heatmap_mse (config mse_scale)
 
 
 @dataclass(frozen=True)

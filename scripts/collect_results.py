@@ -1,9 +1,9 @@
 """Turn tested runs into result records and a summary table (used by scripts/reproduce-*.sh).
 
-    python collect_results.py record --metrics outputs/x/metrics.json --run_dir trainmodel/x \\
+    python -m scripts.collect_results record --metrics outputs/x/metrics.json --run_dir trainmodel/x \\
         --method supervised --seed 0 --epochs 24 --wall_seconds 1234 --output results/lspet-mini/x.json
-    python collect_results.py summary results/lspet-mini   # prints it; writes summary.md and curves.png there
-                                                           # (and grad_ratio.png when runs logged adv_grad_ratio)
+    python -m scripts.collect_results summary results/lspet-mini
+        # prints it; writes summary.md and curves.png there (and grad_ratio.png when runs logged adv_grad_ratio)
 
 The summary has these tables: per method, each joint group's score as mean ± std over seeds; each other
 method minus --baseline, paired by seed and by val image, with a 95% bootstrap interval over val images
@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from cli.common import add_overwrite_flag
+from storage.io import check_replaceable, existing_parent_dir, replacing_note, write_bytes, write_json
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
-from utils.io import existing_parent_dir, write_bytes, write_json
 
 
 @exit_on_user_error
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> str:
                      help="wall time of training plus testing (of this start, for a resumed run)")
     rec.add_argument("--info", action="append", default=[], metavar="KEY=VALUE", help="extra field to store")
     rec.add_argument("--output", required=True, help="record file to write (.json)")
+    add_overwrite_flag(rec, "the --output record")
     summ = sub.add_parser("summary", help="all records of a folder -> FOLDER/summary.md and FOLDER/curves.png")
     summ.add_argument("folder")
     summ.add_argument("--baseline", action="append", metavar="METHOD",
@@ -53,9 +55,13 @@ def main(argv: list[str] | None = None) -> str:
             if not sep or not key:
                 raise UserInputError(f"--info: expected KEY=VALUE, got '{pair}'")
             extra[key] = value
+        replaced = check_replaceable([existing_parent_dir(args.output, "--output")], [args.metrics], "--output",
+                                     args.overwrite)
         record = run_record(args.metrics, args.run_dir, args.method, args.seed, args.epochs, args.wall_seconds,
                             **extra)
-        write_json(existing_parent_dir(args.output, "--output"), record, indent=1)
+        if replaced:
+            print(replacing_note(replaced))
+        write_json(args.output, record, indent=1)
         print(f"{args.output}: {record['method']} seed {record['seed']} {record['metric']} {record['mean']:.2f}")
         return args.output
     if args.bootstrap < 100:

@@ -81,6 +81,13 @@ def check_replaceable(outputs: list[str], inputs: list[str], flag: str, overwrit
     return existing
 
 
+def replacing_note(replaced: list[str]) -> str:
+    """The line a tool prints, under ``--overwrite``, before it replaces ``replaced`` (``check_replaceable``'s
+    answer)."""
+    return (f"replacing {len(replaced)} earlier file{'s' if len(replaced) > 1 else ''} (--overwrite): "
+            f"{some_names(replaced, shown=10)}")
+
+
 def ensure_writable_dir(path: str, flag: str) -> str:
     """Create ``path`` if needed and check that files can be written in it."""
     try:
