@@ -21,6 +21,8 @@ A training checkpoint, format ``FORMAT_VERSION`` (``training_checkpoint``):
     world_size        processes that trained it (``epoch_step`` counts one rank's batches)
     state             the position in the run (``training.state.TrainState``)
     git, run_id       the code's revision; the id every checkpoint of one run shares
+    continued_from    a continuation's source: path, sha256, epoch, iteration and run_id of the checkpoint
+                      it continued (``training.continuation``); None for any other run
 
 Random generators under DDP: on resume rank r restores entry r of ``rng_ranks`` when there is one, so a run
 resumed on as many ranks continues every rank's streams exactly; a rank without an entry (more ranks than
@@ -62,7 +64,7 @@ PLAIN_LEAVES = (torch.Tensor, bool, int, float, str, type(None))  # exact types:
 def training_checkpoint(*, config: dict, dataset: str, data: dict, net_args: dict[str, dict],
                         nets: dict[str, dict], optimizers: dict[str, dict], schedulers: dict[str, dict],
                         scalers: dict[str, dict], rng_ranks: list[dict], world_size: int, state: dict,
-                        run_id: str) -> dict:
+                        run_id: str, continued_from: dict | None = None) -> dict:
     """A training checkpoint (module doc) from the run's parts, all by network name: ``net_args`` the
     constructor arguments, the others state dicts. Schedules become plain dicts (MultiStepLR's milestones are
     a ``Counter``, which torch's weights-only loader refused before 2.4)."""
@@ -75,7 +77,7 @@ def training_checkpoint(*, config: dict, dataset: str, data: dict, net_args: dic
         "schedulers": {k: {n: dict(v) if isinstance(v, collections.Counter) else v for n, v in s.items()}
                        for k, s in schedulers.items()},
         "scalers": scalers, "rng_ranks": rng_ranks, "world_size": world_size, "state": state,
-        "git": git_revision(), "run_id": run_id,
+        "git": git_revision(), "run_id": run_id, "continued_from": continued_from,
     }
 
 

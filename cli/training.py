@@ -59,6 +59,11 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None,
                    help="run directory (its last.pt) or checkpoint to continue exactly; dataset, path, splits and "
                         "sample limits default to the checkpoint's")
+    p.add_argument("--continue_from", default=None, metavar="CKPT",
+                   help="start a new run (its own --model_name) that continues the run which wrote CKPT (an "
+                        "epoch_<N>.pt snapshot or an epoch-end last.pt): G, its optimiser and schedule, the "
+                        "position and the data stream carried over; P and C fresh; the config must equal the "
+                        "checkpoint's except the method and Algorithm 1's keys (README, Training)")
     add_trust_checkpoint_flag(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (config: seed)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (config: workers)")
@@ -82,21 +87,29 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
 
 
 def resumed_settings(args: argparse.Namespace) -> dict | None:
-    """What the flags default to on --resume (``resolve_config``, ``run_spec``): the checkpoint's config, dataset
-    and data; None without --resume. The run itself reads the checkpoint again, under its run directory's lock
-    (``training.run.build_run``): the weights are not held here for the whole run."""
-    if not args.resume:
+    """What the flags default to on --resume or --continue_from (``resolve_config``, ``run_spec``): the
+    checkpoint's dataset and data, and on --resume its config (a continuation resolves its config as a new run
+    does; preflight then compares it with the checkpoint's); None without either flag. The run itself reads the
+    checkpoint again, under its run directory's lock (``training.run.build_run``): the weights are not held
+    here for the whole run."""
+    flag, path = ("--resume", args.resume) if args.resume else ("--continue_from", args.continue_from)
+    if not path:
         return None
-    check_has_checkpoint(args.resume)
+    if args.resume and args.continue_from:
+        raise UserInputError("--continue_from and --resume exclude each other: --continue_from starts a new run "
+                             "from a checkpoint, --resume continues a run in its own folder (a continued run "
+                             "too, without --continue_from)")
+    if args.resume:
+        check_has_checkpoint(args.resume)
     try:
-        ckpt = load_checkpoint(args.resume, args.trust_checkpoint, "--resume")
+        ckpt = load_checkpoint(path, args.trust_checkpoint, flag)
     except UserInputError as err:  # under torchrun every rank reads it: say which one could not
         rank = launch_rank()
         if rank is None:
             raise
-        raise UserInputError(f"{rank} (host {socket.gethostname()}): {err}; every rank reads --resume "
+        raise UserInputError(f"{rank} (host {socket.gethostname()}): {err}; every rank reads {flag} "
                              f"itself, so it must be on a filesystem every node mounts at the same path") from None
-    return {k: ckpt.get(k) for k in ("config", "dataset", "data")}  # a weights-only file has no data
+    return {k: ckpt.get(k) for k in ("config", "dataset", "data") if args.resume or k != "config"}
 
 
 def check_has_checkpoint(resume: str) -> None:
@@ -109,7 +122,8 @@ def check_has_checkpoint(resume: str) -> None:
 
 def resolve_config(args: argparse.Namespace, resumed: dict | None) -> Config:
     """Preset + flags + --set; on --resume the checkpoint's config (``resumed``: ``resumed_settings``) + only the
-    flags given now. ``method`` is the entry script's and cannot be overridden."""
+    flags given now; on --continue_from as for a new run (preflight compares it with the checkpoint's).
+    ``method`` is the entry script's and cannot be overridden."""
     overrides, sources = {}, {}
     for flag, key in FLAG_TO_KEY.items():
         if getattr(args, flag, None) is not None:
@@ -126,7 +140,10 @@ def resolve_config(args: argparse.Namespace, resumed: dict | None) -> Config:
     overrides["method"], sources["method"] = args.method, "the entry script"
     if overrides.get("pretrained") and args.resume:
         raise UserInputError("--pretrained and --resume exclude each other (resume restores G already)")
-    if resumed is not None:
+    if overrides.get("pretrained") and args.continue_from:
+        raise UserInputError(f"{sources['pretrained']} and --continue_from exclude each other (the continuation "
+                             f"restores G from its checkpoint)")
+    if args.resume:
         return config_from_dict(resumed["config"] or {}).with_overrides(overrides, sources)
     return load_config(preset_name(args.config), overrides, sources)
 
@@ -149,8 +166,8 @@ def plain_name(name: str) -> str:
 
 
 def run_spec(args: argparse.Namespace, resumed: dict | None) -> RunSpec:
-    """The non-config part of a run from the parsed flags (on --resume, unset data flags from the checkpoint's
-    ``resumed``: ``resumed_settings``)."""
+    """The non-config part of a run from the parsed flags (on --resume and --continue_from, unset data flags
+    from the checkpoint's ``resumed``: ``resumed_settings``)."""
     saved = resumed or {}
     data = saved.get("data") or {}
     dataset = args.dataset or saved.get("dataset") or "synthetic"
@@ -172,7 +189,8 @@ def run_spec(args: argparse.Namespace, resumed: dict | None) -> RunSpec:
     return RunSpec(
         dataset=dataset, path=pick("path"), train_split=pick("train_split", "train") or "train",
         val_split=val_split or DEFAULT_VAL_SPLIT.get(dataset, "val"), run_dir=run_dir, device=device_flag(args),
-        resume=args.resume, overwrite=args.overwrite, trust_checkpoint=args.trust_checkpoint,
+        resume=args.resume, continue_from=args.continue_from, overwrite=args.overwrite,
+        trust_checkpoint=args.trust_checkpoint,
         max_train_samples=pick("max_train_samples"), max_val_samples=pick("max_val_samples"),
         skip_nonfinite=args.skip_nonfinite, skip_bad_images=args.skip_bad_images, tensorboard=args.tensorboard,
     )

@@ -26,7 +26,7 @@ from runtime.device import choose_precision, precision_name
 from runtime.distributed import cleanup_distributed, init_distributed
 from storage.io import write_json
 from training.build import adversarial_params, error_loss_params
-from training.run import Run, build_run, save
+from training.run import Run, build_run, config_record, save
 from training.runlock import run_dir_lock
 from training.spec import RunSpec
 from training.state import TrainState
@@ -158,7 +158,7 @@ def train(cfg: Config, spec: RunSpec) -> dict | None:
         with run_dir_lock(spec.run_dir, dist) as lock:
             run = build_run(cfg, spec, lock)
             if run.dist.is_main:
-                write_json(os.path.join(spec.run_dir, "config.json"), cfg.to_dict())
+                write_json(os.path.join(spec.run_dir, "config.json"), config_record(run))
             with stop_signals(run.dist.distributed) as stop:
                 val = fit(run, stop)
             if run.dist.is_main and val is not None:

@@ -1,9 +1,10 @@
 """Every refusal of a run, before anything in its directory is moved or written (``preflight``), and the check
 that every DDP rank can read a file before any rank loads it.
 
-Cheapest first: the epochs left to a resumed run and its compatibility with this one, who may write into the
-run directory (training/rundir.py), a --pretrained G of the same architecture, an epoch with at least one
-step, and every image file the run will read. Each refusal is one line naming the flag or file.
+Cheapest first: the epochs left to a resumed or continued run and its compatibility with this one (a
+continuation's: training/continuation.py), who may write into the run directory (training/rundir.py), a
+--pretrained G of the same architecture, an epoch with at least one step, and every image file the run will
+read. Each refusal is one line naming the flag or file.
 """
 
 from __future__ import annotations
@@ -18,19 +19,24 @@ from config import Config
 from datasets import check_image_files
 from datasets.base import PoseDataset
 from runtime.distributed import DistInfo, failing_ranks
+from training.continuation import check_continuation
 from training.rundir import check_run_dir
 from training.spec import RunSpec
 from utils.errors import UserInputError
 
 
 def preflight(cfg: Config, spec: RunSpec, world_size: int, resumed: dict | None, pretrained: dict | None,
-              net_args: dict, generator_state: dict, train_set: PoseDataset, val_set: PoseDataset) -> str:
+              net_args: dict, generator_state: dict, train_set: PoseDataset, val_set: PoseDataset,
+              continued: dict | None = None) -> str:
     """Check the run (module doc): ``resumed`` the --resume checkpoint, ``pretrained`` the --pretrained one,
-    ``net_args`` and ``generator_state`` those of the networks built for this run. Returns what the run may do
-    with its directory (``training.rundir.check_run_dir``)."""
+    ``continued`` the --continue_from one, ``net_args`` and ``generator_state`` those of the networks built for
+    this run. Returns what the run may do with its directory (``training.rundir.check_run_dir``)."""
     if resumed is not None:
         check_epochs_left(resumed, cfg.epochs)
         check_resume_compatible(resumed, cfg.method, spec.dataset, net_args)
+    if continued is not None:
+        check_epochs_left(continued, cfg.epochs)
+        check_continuation(continued, cfg, spec, world_size, net_args)
     layout = check_run_dir(spec.run_dir, resumed, spec.overwrite)
     if pretrained is not None:
         check_pretrained(pretrained, generator_state)

@@ -5,13 +5,16 @@ asked, and ``save`` writes the run to one.
 handling, log); ``Run.state`` (training/state.py) is the one part that changes as the run trains. Checkpoints
 (``run_dir/last.pt`` every epoch and every ``checkpoint_every`` iterations, ``best.pt`` on a new best validation
 mean, ``epoch_<N>.pt`` after each of ``snapshot_epochs``) continue a run bit-exactly; their format is the
-``checkpoint`` package's.
+``checkpoint`` package's. A continuation (``--continue_from``, training/continuation.py) is a new run built
+the same way and restored from another run's checkpoint by the same ``restore``: G's states alone.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +43,7 @@ from runtime.device import autocast_dtype, precision_note
 from runtime.distributed import DistInfo, all_ranks_agree, first_error, init_distributed
 from runtime.system import derived_seed, rank_seed, seed_everything, seed_generators, tune_malloc
 from training.build import build_nets, build_optimizers, build_schedulers, build_step_context, place_nets
+from training.continuation import continued_state, lineage
 from training.data import make_train_loader
 from training.guard import GuardedStep, guarded_step, this_process
 from training.preflight import check_readable_on_every_rank, preflight
@@ -76,6 +80,7 @@ class Run:
     log: RunLog
     run_id: str  # kept by every checkpoint of this run
     state: TrainState
+    continued_from: dict | None = None  # a continuation's source (``training.continuation.lineage``)
 
     def say(self, msg: str) -> None:
         """Print a line from the main rank only (between progress-bar updates)."""
@@ -90,19 +95,21 @@ class Run:
 
 
 def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
-    """Every object of a run, resumed from ``spec.resume`` when given. ``preflight`` refuses the run before
-    anything in its directory is moved or written (``lock``: the directory's, held by the caller, which follows
-    the directory when ``--overwrite`` moves the old one aside)."""
+    """Every object of a run, resumed from ``spec.resume`` or continuing ``spec.continue_from`` when given.
+    ``preflight`` refuses the run before anything in its directory is moved or written (``lock``: the
+    directory's, held by the caller, which follows the directory when ``--overwrite`` moves the old one aside)."""
     tune_malloc()  # glibc: reuse freed activation buffers instead of fresh pages each step (CPU)
     dist, device = init_distributed(spec.device)
     resumed = read_on_every_rank("--resume", spec.resume, spec.trust_checkpoint, dist) if spec.resume else None
+    continued = read_on_every_rank("--continue_from", spec.continue_from, spec.trust_checkpoint, dist) \
+        if spec.continue_from else None
     pretrained = read_on_every_rank("--pretrained", cfg.pretrained, spec.trust_checkpoint, dist) \
         if cfg.pretrained and not spec.resume else None
     seed_everything(rank_seed(cfg.seed, dist.rank), cfg.deterministic)
     train_set, val_set = load_data(cfg, spec)
-    nets, net_args = build_nets(cfg, train_set.spec.num_joints)
+    nets, net_args = build_nets(cfg, train_set.spec.num_joints)  # a continuation's P and C stay as built here
     layout = preflight(cfg, spec, dist.world_size, resumed, pretrained, net_args, nets.generator.state_dict(),
-                       train_set, val_set)
+                       train_set, val_set, continued)
     on_main_rank(dist, lambda: prepare_run_dir(spec.run_dir, layout, lock))  # only now: moves, writes
     if pretrained is not None:
         fresh = load_pretrained(nets.generator, pretrained)
@@ -111,8 +118,11 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
                                                                  if fresh else ""))
     state, position_note = (TrainState(), None) if resumed is None else resumed_state(
         resumed["state"], resumed["world_size"], dist.world_size, cfg.batch_size)
+    if continued is not None:
+        state = continued_state(continued["state"])
     run = assemble(cfg, spec, dist, device, (train_set, val_set), nets, net_args, state,
-                   resumed["run_id"] if resumed is not None else uuid.uuid4().hex)
+                   resumed["run_id"] if resumed is not None else uuid.uuid4().hex,
+                   lineage(continued) if continued is not None else (resumed or {}).get("continued_from"))
     if dist.is_main:
         remove_stale_temp_files(spec.run_dir)  # left by a checkpoint write that was killed; the folder is ours
     if resumed is not None:
@@ -120,16 +130,19 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
             if note:
                 run.say(note)
         restore(run, resumed)
-    elif layout == RESTART:
+        return run
+    if layout == RESTART:
         run.log.truncate_after(0)  # the stopped start's epoch lines, if it got that far, are not this run's
+    if continued is not None:
+        restore(run, continued, continuation=True)
     return run
 
 
 def assemble(cfg: Config, spec: RunSpec, dist: DistInfo, device: torch.device,
              data: tuple[PoseDataset, PoseDataset], nets: Nets, net_args: dict, state: TrainState,
-             run_id: str) -> Run:
+             run_id: str, continued_from: dict | None = None) -> Run:
     """The run around its checked data and built networks: placement, optimisers, schedules, step context,
-    fault handling, loaders, log."""
+    fault handling, loaders, log (``continued_from``: a continuation's source)."""
     train_set, val_set = data
     nets = place_nets(nets, device, cfg.channels_last, cfg.compile, dist, cfg.sync_bn)
     optims = build_optimizers(nets, cfg, device)
@@ -143,7 +156,8 @@ def assemble(cfg: Config, spec: RunSpec, dist: DistInfo, device: torch.device,
               guard=guarded_step(ctx, nets, spec.skip_bad_images, spec.skip_nonfinite,
                                  all_ranks_agree if dist.distributed else this_process),
               infer=inference_settings(cfg, val_set.spec, device, cfg.flip_test),
-              log=RunLog(spec.run_dir, dist.is_main, spec.tensorboard), run_id=run_id, state=state)
+              log=RunLog(spec.run_dir, dist.is_main, spec.tensorboard), run_id=run_id, state=state,
+              continued_from=continued_from)
     note = precision_note(ctx.dtype, device)
     if note:
         run.say(note)
@@ -185,21 +199,51 @@ def on_main_rank(dist: DistInfo, action: Callable[[], None]) -> None:
         raise UserInputError(error)
 
 
-def restore(run: Run, ckpt: dict) -> None:
+def restore(run: Run, ckpt: dict, continuation: bool = False) -> None:
     """Continue from ``ckpt`` (its position is ``run.state`` already): weights, optimisers, schedules, loss
-    scalers, this rank's generators; the log is cut back to the position."""
-    load_training_state(ckpt, {k: raw_module(v) for k, v in run.nets.named().items()}, run.optims,
-                        run.schedulers, run.ctx.scalers)
+    scalers, this rank's generators; the log is cut back to the position. A ``continuation`` (a new run from
+    another run's checkpoint, training/continuation.py) takes G's states alone: its P and C keep their fresh
+    weights, with their schedules moved on to the position, and its log is its own."""
+    taken = {"generator"} if continuation else set(run.nets.named())
+
+    def own(states: dict) -> dict:
+        return {k: v for k, v in states.items() if k in taken}
+
+    load_training_state(ckpt, own({k: raw_module(v) for k, v in run.nets.named().items()}), own(run.optims),
+                        own(run.schedulers), own(run.ctx.scalers))
     path, st = ckpt[LOADED_FROM], run.state
-    dropped = run.log.truncate_after(st.epoch)
-    if dropped:
-        run.say(f"note: dropped {dropped} from {run.log.path} (a write cut short by a crash or a full disk)")
-    run.say(f"resumed {path}: epoch {st.epoch}, step {st.epoch_step}, iteration {st.iteration}")
+    if continuation:
+        fresh = [k for k in run.nets.named() if k not in taken]
+        for k in fresh:
+            move_schedule_on(run.schedulers[k], st.epoch)
+        run.say(f"continued {path} as a new run after epoch {st.epoch} (iteration {st.iteration}): G with its "
+                f"optimiser and schedule, and the data stream, carried over"
+                + (f"; {' and '.join(fresh)} fresh" if fresh else ""))
+    else:
+        dropped = run.log.truncate_after(st.epoch)
+        if dropped:
+            run.say(f"note: dropped {dropped} from {run.log.path} (a write cut short by a crash or a full disk)")
+        run.say(f"resumed {path}: epoch {st.epoch}, step {st.epoch_step}, iteration {st.iteration}")
     rng = rank_rng_state(ckpt, run.dist.rank)  # last: nothing after it draws
     if rng is not None:
         set_rng_state(rng, run.device)
     else:  # a rank the checkpoint has no states for (more ranks than were saved): its own, not rank 0's
         seed_generators(derived_seed(run.cfg.seed, run.dist.rank, st.iteration))
+
+
+def move_schedule_on(scheduler: torch.optim.lr_scheduler.LRScheduler, epochs: int) -> None:
+    """Step a fresh schedule through ``epochs`` epochs: the lr a network joining the run at that epoch gets,
+    on the run's milestones (which count the run's epochs, not the network's)."""
+    with warnings.catch_warnings():  # the network joins now: no optimiser step of it comes before these
+        warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"), UserWarning)
+        for _ in range(epochs):
+            scheduler.step()
+
+
+def config_record(run: Run) -> dict:
+    """What a run's config.json holds: its resolved config, and for a continuation ``continued_from``
+    (``training.continuation.lineage``) beside the config's keys."""
+    return {**run.cfg.to_dict(), **({"continued_from": run.continued_from} if run.continued_from else {})}
 
 
 def checkpoint_of(run: Run, rng_ranks: list[dict] | None = None) -> dict:
@@ -212,7 +256,7 @@ def checkpoint_of(run: Run, rng_ranks: list[dict] | None = None) -> dict:
         schedulers={k: s.state_dict() for k, s in run.schedulers.items()},
         scalers={k: s.state_dict() for k, s in run.ctx.scalers.items()},
         rng_ranks=rng_ranks or [rng_state(run.device)], world_size=run.dist.world_size,
-        state=run.state.to_dict(), run_id=run.run_id)
+        state=run.state.to_dict(), run_id=run.run_id, continued_from=run.continued_from)
 
 
 def save(run: Run, name: str) -> None:

@@ -16,6 +16,7 @@ class RunSpec:
     run_dir: str
     device: str = "auto"
     resume: str | None = None
+    continue_from: str | None = None  # a checkpoint this new run continues (training/continuation.py)
     overwrite: bool = False  # a fresh run into a non-empty run_dir moves the old files aside first
     trust_checkpoint: bool = False  # allow full-pickle loads of checkpoints written by other code
     max_train_samples: int | None = None
