@@ -21,13 +21,14 @@ from datasets import build_dataset, check_image_files
 from datasets.base import PoseDataset
 from inference.predict import InferenceSettings, inference_settings, make_eval_loader
 from inference.weights import LOADED_FROM, fallback_note, load_checkpoint
-from runtime.device import autocast_dtype, precision_note
+from runtime.device import autocast_dtype, precision_note, resolve_compile
 from runtime.distributed import DistInfo, all_ranks_agree, failing_ranks, first_error, init_distributed
 from runtime.system import derived_seed, seed_everything, seed_generators, tune_malloc
 from training.build import (
     build_nets,
     build_optimizers,
     build_schedulers,
+    lr_scaling_note,
     place_nets,
     raw_module,
 )
@@ -168,8 +169,9 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
     if fresh is not None and dist.is_main:
         tqdm.write(f"initialised G from {cfg.pretrained}" + (f" ({len(fresh)} occlusion tensors fresh)"
                                                              if fresh else ""))
-    nets = place_nets(nets, device, cfg.channels_last, cfg.compile, dist, cfg.sync_bn)
-    optims = build_optimizers(nets, cfg, device)
+    compiled, compile_note = resolve_compile(cfg.compile, device)  # eager, with one line, where it cannot work
+    nets = place_nets(nets, device, cfg.channels_last, compiled, dist, cfg.sync_bn)
+    optims = build_optimizers(nets, cfg, device, cfg.batch_size * dist.world_size)
     dtype = autocast_dtype(cfg.amp, device)
     # fp16: one GradScaler per optimiser. G, P and C each take their own backward and scaler.step/update at a
     # different point of Algorithm 1, and their losses (G's MSE, P's and C's BCE) differ in gradient size by
@@ -182,9 +184,9 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
     run = Run(cfg, spec, dist, device, train_set, val_set, nets, net_args, optims, build_schedulers(optims, cfg),
               ctx, RunLog(spec.run_dir, dist.is_main, spec.tensorboard), TrainState(),
               inference_settings(cfg, val_set.spec, device, cfg.flip_test))
-    note = precision_note(dtype, device)
-    if note:
-        run.say(note)
+    for note in (precision_note(dtype, device), compile_note, lr_scaling_note(cfg, cfg.batch_size * dist.world_size)):
+        if note:
+            run.say(note)
     if dist.is_main:
         remove_stale_temp_files(spec.run_dir)  # left by a checkpoint write that was killed; the folder is ours
     if ckpt is not None:
