@@ -40,6 +40,7 @@ REQUIRED_MODULES = ("torch", "numpy", "scipy", "cv2", "h5py", "tqdm", "matplotli
 # and the summary are planned from measurements first. A step that does not run gives its share to the rest.
 SHARES = {"cuda-tests": 0.20, "benchmark-model": 0.30, "pipeline": 0.08, "training": 0.42}
 PLAN_MARGIN = 1.25  # planned seconds of a sized step = its estimate x this, for what the estimate leaves out
+MAX_FLOOR_SHARE = 0.6  # the least a step needs (``floors``) may raise its share up to this much of the time left
 EPOCH_OVERHEAD_S = 2.0  # per epoch: the DataLoader starts its workers again (the trainer does not keep them)
 
 
@@ -54,6 +55,9 @@ class Calibration:
 
     batch: int
     timings: dict[str, StepTiming]  # "supervised" / "adversarial" -> start-up, warm-up, warm step (optimized)
+    # the same eager and in true fp32 ("plain"): no compile warm-up, and at least as slow as the trainer's own
+    # eager step, so an upper bound for a run without compile
+    eager: dict[str, StepTiming]
 
 
 def with_input_pipeline(cal: Calibration, sample_s: float, workers: int, val_passes: int = 1) -> Calibration:
@@ -61,9 +65,14 @@ def with_input_pipeline(cal: Calibration, sample_s: float, workers: int, val_pas
     ``workers`` of them preparing batches while the device computes; with none, the training process
     prepares each batch itself, between its steps. ``val_passes``: 2 when validation runs the flip test."""
     load = cal.batch * sample_s
-    timings = {m: replace(t, step_s=t.step_s + load, val_passes=val_passes) if workers == 0
-               else replace(t, batch_load_s=load / workers, val_passes=val_passes) for m, t in cal.timings.items()}
-    return Calibration(cal.batch, timings)
+
+    def fed(t: StepTiming) -> StepTiming:
+        if workers == 0:
+            return replace(t, step_s=t.step_s + load, val_passes=val_passes)
+        return replace(t, batch_load_s=load / workers, val_passes=val_passes)
+
+    return Calibration(cal.batch, {m: fed(t) for m, t in cal.timings.items()},
+                       {m: fed(t) for m, t in cal.eager.items()})
 
 
 def calibration_from_benchmark(record: dict, seconds: float) -> Calibration:
@@ -78,8 +87,8 @@ def calibration_from_benchmark(record: dict, seconds: float) -> Calibration:
         for mode, rate in by_mode.items():
             accounted += warmups[method][mode] + steps[method][mode] * batch / rate
     startup = max(1.0, seconds - accounted)
-    return Calibration(batch, {m: StepTiming(startup, warmups[m]["optimized"], batch / by_mode["optimized"])
-                               for m, by_mode in rates.items()})
+    return Calibration(batch, *({m: StepTiming(startup, warmups[m][mode], batch / by_mode[mode])
+                                 for m, by_mode in rates.items()} for mode in ("optimized", "plain")))
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,29 @@ class ChainPlan:
     adversarial: TrainingPlan | None  # epochs from the supervised snapshot
     snapshot: int  # supervised epoch the adversarial run starts from (0: no adversarial run)
     skipped: dict[str, str]  # step -> why it does not run
+    train_eager: bool = False  # the training runs do without torch.compile: its warm-up would cost more
+
+
+def size_training(budget_s: float, timings: dict[str, StepTiming], batch: int, train_size: int, val_size: int,
+                  min_epochs: int, max_epochs: int) -> tuple[list[TrainingPlan] | None, str | None]:
+    """The supervised run and, when it is calibrated and fits too, the adversarial half (``plan_runs``); with
+    why there is no adversarial half (None when there is one)."""
+    sup = timings["supervised"]
+    if "adversarial" not in timings:
+        return (plan_runs(budget_s, [sup], batch, train_size, val_size, min_epochs, max_epochs, EPOCH_OVERHEAD_S),
+                "adversarial step not calibrated (this profile trains supervised only)")
+    both = plan_runs(budget_s, [sup, timings["adversarial"]], batch, train_size, val_size, min_epochs, max_epochs,
+                     EPOCH_OVERHEAD_S)
+    if both:
+        return both, None
+    alone = plan_runs(budget_s, [sup], batch, train_size, val_size, min_epochs, max_epochs, EPOCH_OVERHEAD_S)
+    return alone, (f"budget: {PLAN_MARGIN * budget_s:.0f} s hold {min_epochs} supervised epochs but not the "
+                   f"adversarial half as well")
+
+
+def _trained(runs: list[TrainingPlan] | None) -> tuple[int, int, int]:
+    """How much training ``runs`` do, to compare two plans: runs, then epochs x samples of the first."""
+    return (len(runs), runs[0].epochs * runs[0].samples, runs[0].samples) if runs else (0, 0, 0)
 
 
 def test_seconds(timing: StepTiming, batch: int, val_size: int) -> float:
@@ -102,14 +134,28 @@ def test_seconds(timing: StepTiming, batch: int, val_size: int) -> float:
 TRAINING_STEPS = ("train-supervised", "test-supervised", "train-adversarial", "test-adversarial")
 
 
+def floors(sup: StepTiming, bench_graph_ratio: float) -> dict[str, float]:
+    """The least the steps without a size need, from the calibrated training step (its start-up ``S`` and
+    warm-up ``W``, compile included): the benchmark compiles its G for the supervised step, about
+    ``bench_graph_ratio`` (its stacks over the training preset's) times ``W``, then for the adversarial step
+    after a fresh start of the compiler, which finds G's kernels in inductor's on-disk cache and compiles P
+    and C: about half that again. The CUDA tests start about four processes' worth of imports and runs and
+    compile nets far smaller than the preset, together about one ``W``."""
+    return {"benchmark-model": PLAN_MARGIN * (sup.startup_s + 1.5 * bench_graph_ratio * sup.warmup_s),
+            "cuda-tests": PLAN_MARGIN * (4 * sup.startup_s + sup.warmup_s)}
+
+
 def plan_chain(left_s: float, cal: Calibration | None, train_size: int, val_size: int, min_epochs: int,
-               max_epochs: int, has_data: bool, has_pipeline: bool, bench_cap_s: float) -> ChainPlan:
+               max_epochs: int, has_data: bool, has_pipeline: bool, bench_cap_s: float,
+               bench_graph_ratio: float = 1.0) -> ChainPlan:
     """Share ``left_s`` seconds (the budget minus what has run) among the steps to come: the summary and the
-    test runs first (from measurements), then ``SHARES`` of the rest; the training runs and the benchmark's
-    windows are sized to their shares. ``cal`` None: the calibration failed, so nothing can be sized and
-    only the steps without a size run. ``has_data``: the real photos are there (else no training or test
-    steps); ``has_pipeline``: the pipeline benchmark can run; ``bench_cap_s``: at most this much
-    --time_budget for the benchmark (the QUICK chain keeps it short)."""
+    test runs first (from measurements), then ``SHARES`` of the rest, each raised to the least it needs
+    (``floors``; the training runs give up what that takes); the training runs and the benchmark's windows
+    are sized to their shares. ``cal`` None: the calibration failed, so nothing can be sized and only the
+    steps without a size run. ``has_data``: the real photos are there (else no training or test steps);
+    ``has_pipeline``: the pipeline benchmark can run; ``bench_cap_s``: at most this much --time_budget for the
+    benchmark (the QUICK chain keeps it short); ``bench_graph_ratio``: the benchmarked G's stacks over the
+    training preset's."""
     skipped: dict[str, str] = {}
     if cal is None:
         skipped.update({k: "no calibration (logs/calibrate.log)" for k in TRAINING_STEPS})
@@ -125,25 +171,30 @@ def plan_chain(left_s: float, cal: Calibration | None, train_size: int, val_size
     shares = {k: v for k, v in SHARES.items() if (k != "training" or has_data) and (k != "pipeline" or has_pipeline)}
     rest = max(0.0, left_s - summary - 2 * tests)
     share = {k: rest * v / sum(shares.values()) for k, v in shares.items()}
+    for step, floor in floors(sup, bench_graph_ratio).items():
+        share[step] = max(share[step], min(floor, MAX_FLOOR_SHARE * rest))
+    over = sum(share.values()) - rest
+    if "training" in share:  # the training runs are sized to what is left
+        share["training"] = max(0.0, share["training"] - over)
+    elif over > 0:
+        share = {k: v * rest / (rest + over) for k, v in share.items()}
     supervised = adversarial = None
+    train_eager = False
     if has_data:
         budget = share["training"] / PLAN_MARGIN
-        sized = [sup] + ([cal.timings["adversarial"]] if "adversarial" in cal.timings else [])
-        runs = plan_runs(budget, sized, cal.batch, train_size, val_size, min_epochs, max_epochs, EPOCH_OVERHEAD_S)
-        if runs is None and len(sized) > 1:  # no room for both halves: the supervised run alone
-            runs = plan_runs(budget, [sup], cal.batch, train_size, val_size, min_epochs, max_epochs,
-                             EPOCH_OVERHEAD_S)
-            if runs:
-                skipped["train-adversarial"] = (f"budget: {share['training']:.0f} s hold {min_epochs} supervised "
-                                                f"epochs but not the adversarial half as well")
-        elif len(sized) == 1:
-            skipped["train-adversarial"] = "adversarial step not calibrated (this profile trains supervised only)"
+        runs, why = size_training(budget, cal.timings, cal.batch, train_size, val_size, min_epochs, max_epochs)
+        eager_runs, eager_why = size_training(budget, cal.eager, cal.batch, train_size, val_size, min_epochs,
+                                              max_epochs)
+        if _trained(eager_runs) > _trained(runs):  # compile's warm-up costs more than it saves in this run
+            runs, why, train_eager = eager_runs, eager_why, True
         if runs is None:
             skipped["train-supervised"] = (f"budget: {min_epochs} epochs of one batch need more than the "
                                            f"{share['training']:.0f} s of the training runs here")
             skipped["test-supervised"] = skipped["train-adversarial"] = "no supervised run"
         else:
             supervised, adversarial = runs[0], (runs[1] if len(runs) > 1 else None)
+            if why:
+                skipped["train-adversarial"] = why
         if adversarial is None:
             skipped["test-adversarial"] = "no adversarial run"
     sup_s = PLAN_MARGIN * supervised.seconds if supervised else 0.0
@@ -158,7 +209,7 @@ def plan_chain(left_s: float, cal: Calibration | None, train_size: int, val_size
         seconds["benchmark-model"] += share["training"] - sup_s - adv_s + 2 * tests - seconds["test-supervised"] \
             - seconds["test-adversarial"]
     bench = max(1.0, min(bench_cap_s, seconds["benchmark-model"] / PLAN_MARGIN - sup.startup_s))
-    return ChainPlan(seconds, bench, supervised, adversarial, snapshot, skipped)
+    return ChainPlan(seconds, bench, supervised, adversarial, snapshot, skipped, train_eager)
 
 
 def shell_name(step: str) -> str:
@@ -181,7 +232,8 @@ def plan_env(plan: ChainPlan) -> str:
                    "TRAIN_EPOCHS": str(sup.epochs if sup else 0), "TRAIN_SAMPLES": str(sup.samples if sup else 0),
                    "DROP": str(drop), "SNAPSHOT": str(plan.snapshot),
                    "SNAPSHOT_EPOCHS": f"[{plan.snapshot}]" if plan.snapshot else "[]",
-                   "ADV_EPOCHS": str(adv.epochs if adv else 0), "ADV_DROP": str(max(1, drop - plan.snapshot))})
+                   "ADV_EPOCHS": str(adv.epochs if adv else 0), "ADV_DROP": str(max(1, drop - plan.snapshot)),
+                   "TRAIN_EAGER": str(int(plan.train_eager))})
     values.update({"SKIP_" + k.replace("-", "_"): why for k, why in plan.skipped.items()})
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 
@@ -269,8 +321,11 @@ def run_plan(args: argparse.Namespace) -> int:
     if cal is not None and shape is not None:
         cal = with_input_pipeline(cal, shape.sample_s, shape.workers, shape.val_passes)
     train_size, val_size = (shape.train, shape.val) if shape else (0, 0)
+    from config import load_config, preset_name
+
+    ratio = load_config(preset_name(args.bench_config)).num_stacks / load_config(preset_name(args.config)).num_stacks
     plan = plan_chain(args.budget - args.elapsed, cal, train_size, val_size, args.min_epochs, args.max_epochs,
-                      has_data, args.pipeline, args.bench_cap)
+                      has_data, args.pipeline, args.bench_cap, ratio)
     document = {"budget_s": args.budget, "elapsed_s": args.elapsed, "calibration_s": args.calibration_seconds,
                 "batch": cal.batch if cal else None,
                 "timings": {k: asdict(v) for k, v in cal.timings.items()} if cal else {},
@@ -279,7 +334,7 @@ def run_plan(args: argparse.Namespace) -> int:
                 "bench_time_budget_s": plan.bench_time_budget,
                 "supervised": asdict(plan.supervised) if plan.supervised else None,
                 "adversarial": asdict(plan.adversarial) if plan.adversarial else None,
-                "snapshot": plan.snapshot, "skipped": plan.skipped}
+                "snapshot": plan.snapshot, "train_eager": plan.train_eager, "skipped": plan.skipped}
     _write_text(os.path.join(args.out, "plan.json"), json.dumps(document, indent=1) + "\n")
     _write_text(os.path.join(args.out, "plan.env"), plan_env(plan))
     for name, timing in (cal.timings if cal else {}).items():
@@ -293,7 +348,8 @@ def run_plan(args: argparse.Namespace) -> int:
         print(f"{step:18s} {seconds:7.0f} s" + (f"  skipped: {plan.skipped[step]}" if step in plan.skipped else ""))
     for name, run in (("supervised", plan.supervised), ("adversarial", plan.adversarial)):
         if run:
-            print(f"{name}: {run.epochs} epochs of {run.samples} samples, about {run.seconds:.0f} s")
+            print(f"{name}: {run.epochs} epochs of {run.samples} samples, about {run.seconds:.0f} s"
+                  + (", eager: compile's warm-up would cost more than it saves here" if plan.train_eager else ""))
     return 0
 
 
@@ -313,6 +369,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     plan.add_argument("--calibration", required=True, help="scripts/benchmark.py JSON of the training preset")
     plan.add_argument("--calibration_seconds", type=float, required=True, help="wall time of that benchmark")
     plan.add_argument("--config", required=True, help="the training preset")
+    plan.add_argument("--bench_config", default="config.newell8", help="the preset the model benchmark times")
     plan.add_argument("--data", required=True, help="the lspet-layout photos the training reads")
     plan.add_argument("--max_train", type=int, default=None, help="train samples per epoch at most")
     plan.add_argument("--max_val", type=int, default=None, help="val samples at most")

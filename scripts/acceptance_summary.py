@@ -256,7 +256,7 @@ def describe(step: dict) -> str:
         parts = [f"{f['budget_s'] - f['elapsed_s']:.0f} s left after calibration"]
         parts += [f"{name} {p['epochs']} x {p['samples']} samples" for name, p in (("supervised", sup),
                                                                                   ("adversarial", adv)) if p]
-        return "; ".join(parts)
+        return "; ".join(parts) + ("; training eager (compile would not pay)" if f.get("train_eager") else "")
     if "train_images_per_s" in f:
         parts = [f"{f['config']} batch {f['batch_size']}, {f['optimized_dtype']}"]
         for method, rates in f["train_images_per_s"].items():

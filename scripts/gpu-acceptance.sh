@@ -52,7 +52,8 @@ if [ "$QUICK" = 1 ]; then
   CONFIG=${CONFIG:-config.tiny}
   CAL_METHODS=supervised,adversarial
   quick=(--quick --threads 1)
-  bench_model=(--config config.tiny)
+  BENCH_CONFIG=config.tiny
+  bench_model=(--config "$BENCH_CONFIG")
   plan_extra=(--max_train 64 --max_val 32 --min_epochs 2 --max_epochs 2 --bench_cap 3)
   val_samples=(--max_val_samples 32)
   test_samples=(--max_samples 32)
@@ -60,7 +61,8 @@ if [ "$QUICK" = 1 ]; then
 else
   CONFIG=${CONFIG:-config.gpu_lspet}
   quick=()
-  bench_model=(--config "${BENCH_CONFIG:-config.newell8}" --batch_size "${BENCH_BATCH:-32}")
+  BENCH_CONFIG=${BENCH_CONFIG:-config.newell8}
+  bench_model=(--config "$BENCH_CONFIG" --batch_size "${BENCH_BATCH:-32}")
   plan_extra=(--min_epochs 3 --max_epochs 40)
   val_samples=()
   test_samples=()
@@ -157,11 +159,12 @@ if "${PY[@]}" scripts.benchmark --help 2>/dev/null | grep -Eq -- '--pipeline([^_
 step plan 120 "$OUT/plan.json" \
   "${PY[@]}" scripts.acceptance_plan plan --out "$OUT" --budget "$BUDGET" --elapsed $((SECONDS - BUDGET_START)) \
   --calibration "$OUT/calibrate.json" --calibration_seconds "$calibration_seconds" --config "$CONFIG" \
-  --data "$DATA" "${plan_extra[@]}" ${pipeline_flag[@]+"${pipeline_flag[@]}"}
+  --bench_config "$BENCH_CONFIG" --data "$DATA" "${plan_extra[@]}" ${pipeline_flag[@]+"${pipeline_flag[@]}"}
 if [ -f "$OUT/plan.env" ]; then
   source "$OUT/plan.env"
   PLANNED=1
   cat "$OUT/logs/plan.log"
+  if [ "${TRAIN_EAGER:-0}" = 1 ]; then train_compile=(--set compile=False); fi  # the plan found compile not to pay
 fi
 DEADLINE=$SECONDS
 

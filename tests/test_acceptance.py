@@ -103,7 +103,7 @@ def test_calibration_takes_the_optimized_step_and_leaves_the_rest_to_start_up():
 
 
 def test_the_input_pipeline_joins_the_measured_step():
-    cal = ap.calibration_from_benchmark(_record(), 60.0)  # 0.1 s per supervised step at batch 32
+    cal = ap.calibration_from_benchmark(_record(), 30.0)  # 0.1 s per supervised step at batch 32
     fed = ap.with_input_pipeline(cal, sample_s=0.004, workers=8)  # 32 x 4 ms over 8 workers: 16 ms a batch
     assert fed.timings["supervised"].batch_load_s == pytest.approx(0.016)
     assert fed.timings["supervised"].step_s == cal.timings["supervised"].step_s
@@ -113,7 +113,7 @@ def test_the_input_pipeline_joins_the_measured_step():
 
 
 def test_the_plan_sizes_training_and_benchmark_to_their_shares_of_the_time_left():
-    cal = ap.calibration_from_benchmark(_record(), 60.0)
+    cal = ap.calibration_from_benchmark(_record(), 40.0)
     plan = ap.plan_chain(600.0, cal, 1800, 200, min_epochs=3, max_epochs=40, has_data=True, has_pipeline=True,
                          bench_cap_s=1e9)
     assert list(plan.seconds) == ["cuda-tests", "benchmark-model", "pipeline", "train-supervised",
@@ -123,13 +123,33 @@ def test_the_plan_sizes_training_and_benchmark_to_their_shares_of_the_time_left(
     assert plan.snapshot == plan.supervised.epochs - plan.adversarial.epochs and not plan.skipped
     assert plan.seconds["train-supervised"] == pytest.approx(ap.PLAN_MARGIN * plan.supervised.seconds)
     assert 1.0 < plan.bench_time_budget < plan.seconds["benchmark-model"]
+    # a compile twice as long, for a benchmarked G twice the size: the benchmark keeps what its two compiles
+    # need, and the training runs give it up
+    slow_cal = ap.calibration_from_benchmark(_record(warm=60.0), 170.0)
+    slow = ap.plan_chain(600.0, slow_cal, 1800, 200, 3, 40, True, True, 1e9, bench_graph_ratio=2.0)
+    assert slow.seconds["benchmark-model"] >= ap.floors(slow_cal.timings["supervised"], 2.0)["benchmark-model"]
+    assert slow.seconds["benchmark-model"] > plan.seconds["benchmark-model"]
+    training = ("train-supervised", "train-adversarial")
+    assert sum(slow.seconds[k] for k in training) < sum(plan.seconds[k] for k in training)
+    assert sum(slow.seconds.values()) == pytest.approx(600.0)
     env = ap.plan_env(plan)
     assert f"TRAIN_EPOCHS={plan.supervised.epochs}\n" in env and f"SNAPSHOT_EPOCHS='[{plan.snapshot}]'\n" in env
     assert "PLAN_train_supervised=" in env and "SKIP_" not in env
 
 
+def test_the_training_runs_eager_when_compile_would_cost_more_than_it_saves():
+    def cal(warmup: float) -> ap.Calibration:
+        return ap.Calibration(32, {"supervised": StepTiming(8.0, warmup, 0.02)},
+                              {"supervised": StepTiming(8.0, 2.0, 0.06)})  # eager fp32: 3x slower, no compile
+
+    quick = ap.plan_chain(360.0, cal(5.0), 1800, 200, 3, 40, True, False, 1e9, 2.0)
+    slow = ap.plan_chain(360.0, cal(45.0), 1800, 200, 3, 40, True, False, 1e9, 2.0)
+    assert not quick.train_eager and "TRAIN_EAGER=0\n" in ap.plan_env(quick)
+    assert slow.train_eager and slow.supervised and "TRAIN_EAGER=1\n" in ap.plan_env(slow)
+
+
 def test_the_plan_skips_with_reasons():
-    cal = ap.calibration_from_benchmark(_record(adv_rate=None), 60.0)
+    cal = ap.calibration_from_benchmark(_record(adv_rate=None), 30.0)
     plan = ap.plan_chain(400.0, cal, 1800, 200, 3, 40, has_data=True, has_pipeline=False, bench_cap_s=5.0)
     assert sum(plan.seconds.values()) == pytest.approx(400.0)  # the adversarial test's time is not lost
     assert plan.adversarial is None and plan.snapshot == 0 and plan.supervised
