@@ -56,7 +56,7 @@ class Calibration:
     batch: int
     timings: dict[str, StepTiming]  # "supervised" / "adversarial" -> start-up, warm-up, warm step (optimized)
     # the same eager and in true fp32 ("plain"): no compile warm-up, and at least as slow as the trainer's own
-    # eager step, so an upper bound for a run without compile
+    # eager step, so an upper bound for a run without compile; empty when the optimized set-up did not compile
     eager: dict[str, StepTiming]
 
 
@@ -87,8 +87,9 @@ def calibration_from_benchmark(record: dict, seconds: float) -> Calibration:
         for mode, rate in by_mode.items():
             accounted += warmups[method][mode] + steps[method][mode] * batch / rate
     startup = max(1.0, seconds - accounted)
-    return Calibration(batch, *({m: StepTiming(startup, warmups[m][mode], batch / by_mode[mode])
-                                 for m, by_mode in rates.items()} for mode in ("optimized", "plain")))
+    optimized, plain = ({m: StepTiming(startup, warmups[m][mode], batch / by_mode[mode])
+                         for m, by_mode in rates.items()} for mode in ("optimized", "plain"))
+    return Calibration(batch, optimized, plain if record.get("compile") else {})
 
 
 @dataclass(frozen=True)
@@ -183,10 +184,11 @@ def plan_chain(left_s: float, cal: Calibration | None, train_size: int, val_size
     if has_data:
         budget = share["training"] / PLAN_MARGIN
         runs, why = size_training(budget, cal.timings, cal.batch, train_size, val_size, min_epochs, max_epochs)
-        eager_runs, eager_why = size_training(budget, cal.eager, cal.batch, train_size, val_size, min_epochs,
-                                              max_epochs)
-        if _trained(eager_runs) > _trained(runs):  # compile's warm-up costs more than it saves in this run
-            runs, why, train_eager = eager_runs, eager_why, True
+        if cal.eager:
+            eager_runs, eager_why = size_training(budget, cal.eager, cal.batch, train_size, val_size, min_epochs,
+                                                  max_epochs)
+            if _trained(eager_runs) > _trained(runs):  # compile's warm-up costs more than it saves in this run
+                runs, why, train_eager = eager_runs, eager_why, True
         if runs is None:
             skipped["train-supervised"] = (f"budget: {min_epochs} epochs of one batch need more than the "
                                            f"{share['training']:.0f} s of the training runs here")

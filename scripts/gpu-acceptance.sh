@@ -89,10 +89,12 @@ record() {  # name exit-code|skipped seconds output limit note: one line of OUT/
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$OUT/steps.tsv"
 }
 step() {  # name limit output command...: run it into its log with a time limit; record exit code and seconds
+  # At the limit the step gets STEP_SIGNAL (INT: pytest still writes its report; the trainers get TERM, on
+  # which they save a resumable last.pt first, so the test after them has a checkpoint), KILL 30 s later.
   local name=$1 limit=$2 output=$3 code=0 start=$SECONDS
   shift 3
   echo "== $name (limit ${limit} s)"
-  timeout --signal=INT --kill-after=30 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1 || code=$?
+  timeout --signal="${STEP_SIGNAL:-INT}" --kill-after=30 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1 || code=$?
   LAST_SECONDS=$((SECONDS - start))
   record "$name" "$code" "$LAST_SECONDS" "$output" "$limit" ""
   echo "   exit $code after $LAST_SECONDS s"
@@ -185,13 +187,13 @@ planned pipeline "$OUT/bench-pipeline.json" \
 common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$OUT/runs"
         --train_split train --max_train_samples "${TRAIN_SAMPLES:-0}" ${val_samples[@]+"${val_samples[@]}"}
         ${train_compile[@]+"${train_compile[@]}"})
-planned train-supervised "$OUT/runs/supervised/log.jsonl" \
+STEP_SIGNAL=TERM planned train-supervised "$OUT/runs/supervised/log.jsonl" \
   "${PY[@]}" train_supervised "${common[@]}" --modelName supervised --epochs "${TRAIN_EPOCHS:-0}" \
   --set "lr_milestones=[${DROP:-1}]" --set "snapshot_epochs=${SNAPSHOT_EPOCHS:-[]}"
 planned test-supervised "$OUT/test/supervised/metrics.json" \
   "${PY[@]}" test --checkpoint "$OUT/runs/supervised/last.pt" --dataset lspet --path "$DATA" --split val \
   --device "$DEVICE" --output "$OUT/test/supervised" --overwrite ${test_samples[@]+"${test_samples[@]}"}
-planned train-adversarial "$OUT/runs/adversarial/log.jsonl" \
+STEP_SIGNAL=TERM planned train-adversarial "$OUT/runs/adversarial/log.jsonl" \
   "${PY[@]}" train_adversarial "${common[@]}" --modelName adversarial --epochs "${ADV_EPOCHS:-0}" \
   --pretrained "$OUT/runs/supervised/epoch_${SNAPSHOT:-0}.pt" --set "lr_milestones=[${ADV_DROP:-1}]"
 planned test-adversarial "$OUT/test/adversarial/metrics.json" \

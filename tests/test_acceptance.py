@@ -91,7 +91,7 @@ def _record(sup_rate: float = 320.0, adv_rate: float | None = 100.0, warm: float
     if adv_rate:
         rates["adversarial"] = {"plain": 40.0, "optimized": adv_rate}
         warmups["adversarial"] = {"plain": 3.0, "optimized": warm * 1.5}
-    return {"batch_size": 32, "train_images_per_s": rates, "warmup_seconds": warmups,
+    return {"batch_size": 32, "train_images_per_s": rates, "warmup_seconds": warmups, "compile": True,
             "timed_steps": {m: {"plain": 4, "optimized": 4} for m in rates}}
 
 
@@ -100,6 +100,8 @@ def test_calibration_takes_the_optimized_step_and_leaves_the_rest_to_start_up():
     # accounted: warm-ups 2 + 20, steps (1 + 3) x (32/100 + 32/320) = 1.68 s
     assert cal.batch == 32 and cal.timings["supervised"] == StepTiming(pytest.approx(40 - 22 - 1.68), 20.0, 0.1)
     assert ap.calibration_from_benchmark(_record(adv_rate=None), 5.0).timings["supervised"].startup_s == 1.0
+    assert cal.eager["supervised"] == StepTiming(pytest.approx(40 - 22 - 1.68), 2.0, 0.32)  # plain: true fp32
+    assert ap.calibration_from_benchmark({**_record(), "compile": False}, 40.0).eager == {}  # nothing to save
 
 
 def test_the_input_pipeline_joins_the_measured_step():
