@@ -86,7 +86,11 @@ CONFIG = {
     "lr_milestones": (150, 170),  # epochs at which lr is multiplied by lr_gamma
     "lr_gamma": 0.1,  # step-schedule factor
     "epochs": 200,  # training epochs
-    "batch_size": 8,  # images per step (paper's G: batch limited by a 12 GB GPU)
+    "batch_size": 8,  # images per step and process (paper's G: batch limited by a 12 GB GPU)
+    # Global batch (batch_size x processes) that lr and disc_lr are set for; another global batch scales both,
+    # by the square root of the ratio for RMSprop/Adam, linearly for SGD (training/build.py: batch_lr_scale
+    # says why). 0 = lr and disc_lr as set, whatever the batch.
+    "lr_base_batch": 0,
     "heatmap_fg_weight": 0.0,  # squared errors weighted by 1 + w * target heatmap (paper: 0, plain MSE)
     "grad_clip": 0.0,  # max global grad norm; 0 disables
     # --- runtime -------------------------------------------------------------------------
@@ -132,5 +136,6 @@ RANGES = {
     "disc_lr": (1e-12, 10.0), "adversarial_warmup_epochs": (0, None),
     "lr": (1e-12, 10.0), "weight_decay": (0.0, 1.0), "momentum": (0.0, 0.999999), "lr_gamma": (1e-6, 1.0),
     "epochs": (1, None), "batch_size": (1, None), "heatmap_fg_weight": (0.0, None), "grad_clip": (0.0, None),
+    "lr_base_batch": (0, None),
     "workers": (0, 256), "checkpoint_every": (0, None), "print_every": (1, None), "seed": (0, 2**63 - 1),
 }

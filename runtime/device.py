@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -157,3 +161,52 @@ def place_images(images: torch.Tensor, device: torch.device, channels_last: bool
     """An image batch (B, 3, H, W) on ``device``, NHWC in memory when ``channels_last``."""
     images = images.to(device, non_blocking=True)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+# A tiny function compiled in a fresh interpreter: on CUDA, Triton builds its launcher with the C compiler
+# and the Python headers, and inductor's CPU code needs a C++ compiler; minimal images lack them, and
+# torch.compile then fails at the first step, minutes into a run. The on-disk caches are off so that a kernel
+# compiled earlier cannot stand in for a compiler that is gone.
+_COMPILE_PROBE = """
+import sys, torch
+x = torch.randn(64, device=sys.argv[1])
+f = torch.compile(lambda t: (t.sin() + 1.0).sum())
+torch.testing.assert_close(f(x), (x.sin() + 1.0).sum())
+"""
+_PROBE_ENV = {"TORCHINDUCTOR_FX_GRAPH_CACHE": "0", "TORCHINDUCTOR_AUTOGRAD_CACHE": "0"}
+COMPILE_PROBE_TIMEOUT_S = 180.0  # a cold start (imports, one Triton kernel) takes 10-30 s
+
+
+def _probe_failure(stderr: str) -> str:
+    """The line of a failed probe's stderr that names the error (``SomeError: message``), else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b.*:", line)]
+    return (named or lines or ["no output"])[-1][:300]
+
+
+def compile_problem(device: str, timeout_s: float = COMPILE_PROBE_TIMEOUT_S,
+                    env: dict[str, str] | None = None) -> str | None:
+    """Why ``torch.compile`` cannot work on ``device`` (``cpu``, ``cuda:N``) here, or None when it does:
+    compiles and runs a tiny function in a subprocess (a failure there cannot take this process down, a hang
+    ends at ``timeout_s``). ``env`` replaces the environment of the subprocess (default: this one's)."""
+    run_env = {**(os.environ if env is None else env), **_PROBE_ENV}
+    try:
+        done = subprocess.run([sys.executable, "-c", _COMPILE_PROBE, device], env=run_env,
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"a tiny compiled function did not finish within {timeout_s:g} s"
+    except OSError as err:
+        return f"could not start {sys.executable}: {err.strerror or err}"
+    return None if done.returncode == 0 else _probe_failure(done.stderr)
+
+
+def resolve_compile(requested: bool, device: torch.device,
+                    problem: Callable[[str], str | None] | None = None) -> tuple[bool, str | None]:
+    """Whether to torch.compile the networks on ``device``, and the one line to print when a requested
+    compile falls back to eager (None otherwise). ``problem`` defaults to ``compile_problem``."""
+    if not requested:
+        return False, None
+    why = (problem or compile_problem)(str(device))
+    if why is None:
+        return True, None
+    return False, f"note: compile=True but torch.compile cannot work here ({why}): running eager"

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import datetime
+import math
 import os
 import socket
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from runtime.device import resolve_device, use_device
+from utils.errors import UserInputError
+
+# How long a collective may wait for the slowest rank before NCCL's watchdog (or gloo) ends the run. torch's
+# default is 10 minutes; with torch.compile every rank compiles its own graphs before its first backward
+# (DDP's first all-reduce), and on 8 ranks sharing a box's cores (``compile_threads_per_rank``) a cold compile
+# of the 8-stack hourglass is itself minutes long: ranks that finish early then wait for the last one,
+# again at the first validation (a second graph). 30 minutes leaves room for that skew and still ends a
+# rank that hangs for good.
+DIST_TIMEOUT_ENV = "POSE_DIST_TIMEOUT_S"
+DEFAULT_DIST_TIMEOUT_S = 1800.0
+COMPILE_THREADS_ENV = "TORCHINDUCTOR_COMPILE_THREADS"
 
 
 @dataclass(frozen=True)
@@ -38,22 +53,70 @@ def launched_by_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def process_group_timeout(environ: Mapping[str, str]) -> datetime.timedelta:
+    """The collective timeout: ``POSE_DIST_TIMEOUT_S`` seconds when set, else ``DEFAULT_DIST_TIMEOUT_S``;
+    anything but a positive number is a one-line error naming the variable."""
+    raw = environ.get(DIST_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return datetime.timedelta(seconds=DEFAULT_DIST_TIMEOUT_S)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UserInputError(f"{DIST_TIMEOUT_ENV}={raw!r}: expected a positive number of seconds "
+                             f"(default {DEFAULT_DIST_TIMEOUT_S:g})")
+    return datetime.timedelta(seconds=seconds)
+
+
+def compile_threads_per_rank(cores: int, local_ranks: int) -> int:
+    """Inductor's compile workers for one rank: the node's cores shared by its ranks (at least one). Left to
+    itself every rank starts min(32, cores) workers, so 8 ranks on 16 cores would run 128 compile processes
+    at once."""
+    return max(1, cores // max(1, local_ranks))
+
+
+def share_compile_threads(threads: int) -> bool:
+    """Set ``TORCHINDUCTOR_COMPILE_THREADS`` to ``threads`` for this process unless the user set it; inductor
+    reads the variable once, when its config is imported, so an already imported config is set too.
+    Returns whether anything was set."""
+    if COMPILE_THREADS_ENV in os.environ:
+        return False
+    os.environ[COMPILE_THREADS_ENV] = str(threads)
+    config = sys.modules.get("torch._inductor.config")
+    if config is not None:
+        config.compile_threads = threads
+    return True
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def init_distributed(device_flag: str) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; pick this rank's device and make it current.
 
     The CUDA device is set before any CUDA work (``use_device``), so no process opens a context on GPU 0
     that it does not train on: rank r of a node uses cuda:LOCAL_RANK, a single process the --device index.
     torchrun with one process joins a group of one (NCCL on CUDA), which runs the multi-GPU code path on
-    one GPU."""
+    one GPU. The group's collectives wait up to ``process_group_timeout``; each rank compiles with its share
+    of the node's cores (``compile_threads_per_rank``)."""
     if not launched_by_torchrun():
         return DistInfo(), use_device(resolve_device(device_flag))
     info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "1")),
                     int(os.environ.get("LOCAL_RANK", "0")), joined=True)
+    timeout = process_group_timeout(os.environ)
     device = resolve_device(device_flag)
     if device.type == "cuda":
         device = use_device(torch.device("cuda", info.local_rank))
+    share_compile_threads(compile_threads_per_rank(usable_cores(),
+                                                   int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     return info, device
 
 

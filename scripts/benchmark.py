@@ -42,6 +42,7 @@ from config import load_config, parse_overrides, preset_name
 from datasets import build_dataset
 from datasets.sampler import EpochSampler
 from inference.predict import predict_heatmaps
+from runtime.budget import window_iterations
 from runtime.device import (
     choose_precision,
     cpu_capability,
@@ -104,6 +105,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default=",".join(METHODS), help="training steps to time (comma-separated)")
     p.add_argument("--skip_pipeline", action="store_true", help="only the model timings")
     p.add_argument("--skip_inference", action="store_true", help="no inference figures (each is a compile on CUDA)")
+    p.add_argument("--time_budget", type=float, default=None, metavar="SECONDS",
+                   help="size the training figures' timed windows to about this many seconds in all, warm-ups "
+                        "(compile) included: each figure times one warm step, then runs --repeats windows of "
+                        "what fits its share (replaces --iters)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     add_overwrite_flag(p, "the --json file")
     return p.parse_args(argv)
@@ -114,10 +119,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_rate(fn, count: int, device: torch.device, warmup: int, iters: int, repeats: int) -> float:
-    """Items/s of the fastest of ``repeats`` windows of ``iters`` calls of ``fn`` (``count`` items each)."""
+def _best_rate(fn, count: int, device: torch.device, warmup: int, iters: int, repeats: int,
+               budget_s: float | None = None) -> dict:
+    """Items/s of the fastest of ``repeats`` windows of ``iters`` calls of ``fn`` (``count`` items each), with
+    the seconds the ``warmup`` calls took (cuDNN autotuning and torch.compile included) and the number of calls
+    after them. With ``budget_s``, one more warm call is timed and ``iters`` becomes what fits the budget left
+    after the warm-up (``runtime.budget.window_iterations``; one window when several do not fit)."""
+    _sync(device)
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
+    _sync(device)
+    warmup_s = time.perf_counter() - start
+    timed = 0
+    if budget_s is not None:
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        step_s, timed = time.perf_counter() - start, 1
+        left = budget_s - warmup_s - step_s
+        repeats = repeats if left >= repeats * 2 * step_s else 1  # short of time: one window, not several
+        iters = window_iterations(left, step_s, repeats)
     rates = []
     for _ in range(repeats):
         _sync(device)
@@ -126,7 +148,19 @@ def _best_rate(fn, count: int, device: torch.device, warmup: int, iters: int, re
             fn()
         _sync(device)
         rates.append(iters * count / (time.perf_counter() - start))
-    return max(rates)
+    return {"rate": max(rates), "warmup_s": warmup_s, "timed_steps": timed + iters * repeats}
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_gib(device: torch.device) -> float | None:
+    """The most GPU memory tensors held since the last reset (weights, optimiser state, activations); None
+    on a CPU, where the process's peak would include everything before."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
 # ---- input pipeline ------------------------------------------------------------------------------------
@@ -236,21 +270,31 @@ def step_flops(cfg, method: str, batch: dict) -> int:
 
 
 def measure_models(cfg, batch_size: int, device: torch.device, args: argparse.Namespace, timing: dict) -> dict:
-    """Training figures of both methods and modes (same run), inference figures, FLOPs."""
+    """Training figures of both methods and modes (same run), with each one's warm-up seconds and peak
+    memory; inference figures; FLOPs. With ``--time_budget``, each training figure gets an equal share of
+    the budget left when it starts."""
     batch = synthetic_batch(batch_size, cfg, device)
-    train, flops = {}, {}
-    for method in args.methods.split(","):
+    methods = args.methods.split(",")
+    deadline = None if args.time_budget is None else time.perf_counter() + args.time_budget
+    train, flops, warmup, memory, steps = {}, {}, {}, {}, {}
+    for i, method in enumerate(methods):
         flops[method] = step_flops(cfg, method, batch)
-        train[method] = {}
-        for mode in MODES:
+        train[method], warmup[method], memory[method], steps[method] = {}, {}, {}, {}
+        for j, mode in enumerate(MODES):
+            left = len(MODES) * (len(methods) - i) - j  # training figures still to take, this one included
+            share = None if deadline is None else (deadline - time.perf_counter()) / left
+            _reset_peak_memory(device)
             with precision_of(mode):
                 setup = Setup(cfg, method, mode, device, not args.no_compile)
-                train[method][mode] = _best_rate(lambda s=setup: s.step(batch), batch_size, device, **timing)
+                timed = _best_rate(lambda s=setup: s.step(batch), batch_size, device, **timing, budget_s=share)
                 stats = setup.step(batch)
             if not all(torch.isfinite(v).all() for v in stats.values()):
                 raise RuntimeError(f"{method}/{mode}: non-finite loss in the benchmark step")
+            train[method][mode], warmup[method][mode] = timed["rate"], timed["warmup_s"]
+            memory[method][mode], steps[method][mode] = _peak_memory_gib(device), timed["timed_steps"]
             del setup
-    result = {"train_images_per_s": train, "flops_per_step": flops}
+    result = {"train_images_per_s": train, "flops_per_step": flops, "warmup_seconds": warmup,
+              "peak_memory_gib": memory, "timed_steps": steps}
     if args.skip_inference:
         return result
     inference = {"batch": {}, "single": {}}
@@ -269,7 +313,7 @@ def measure_models(cfg, batch_size: int, device: torch.device, args: argparse.Na
                     with torch.no_grad():
                         predict_heatmaps(g, images, None, device, dtype)
 
-                inference[name][mode] = _best_rate(forward, n, device, **timing)
+                inference[name][mode] = _best_rate(forward, n, device, **timing)["rate"]
             del setup, g
     return {**result, "inference_images_per_s": inference}
 
@@ -342,6 +386,11 @@ def print_table(r: dict) -> None:
         frac = r["peak_fraction"][m]
         print(f"{m}: {r['flops_per_image'][m] / 1e9:.1f} GFLOP/image, {_fmt(r['tflops_achieved'][m])} TFLOP/s "
               f"optimized" + (f" = {100 * frac:.1f}% of {r['peak_tflops']} TFLOP/s peak" if frac else ""))
+        warm, mem = r["warmup_seconds"][m], r["peak_memory_gib"][m]
+        print(f"{m}: warm-up {warm['plain']:.1f} s plain, {warm['optimized']:.1f} s optimized"
+              + (" (compile included)" if r["compile"] else "")
+              + (f"; peak memory {mem['plain']:.2f} GiB plain, {mem['optimized']:.2f} GiB optimized"
+                 if mem["optimized"] is not None else ""))
 
 
 @exit_on_user_error
@@ -356,6 +405,8 @@ def main(argv: list[str] | None = None) -> dict:
     batch_size = args.batch_size or cfg.batch_size
     if batch_size < 1:
         raise UserInputError("--batch_size must be at least 1")
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise UserInputError(f"--time_budget {args.time_budget:g}: expected a positive number of seconds")
     unknown = set(args.methods.split(",")) - set(METHODS)
     if unknown:
         raise UserInputError(f"--methods: unknown {sorted(unknown)}; valid: {', '.join(METHODS)}")
@@ -384,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
         "precision_reason": precision.reason, "channels_last": cfg.channels_last,
         "compile": device.type == "cuda" and not args.no_compile,
         "malloc_tuned": tuned, "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
-        "timing": {**timing, "statistic": "best window"}, "quick": args.quick,
+        "timing": {**timing, "statistic": "best window", "time_budget": args.time_budget}, "quick": args.quick,
         "load_average_at_start": _load_average(),
     }
     if not args.skip_pipeline:

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Supervised stacked-hourglass baseline on MPII with DistributedDataParallel: torchrun starts one process
-# per GPU (NCCL; gloo when --device cpu). --batch_size is per process, so the global batch is
-# NGPU x NNODES x BATCH; the learning rate is not rescaled for you. Only rank 0 logs and writes checkpoints;
-# validation is sharded over the ranks and gathered, so it scores exactly what one process would.
+# per GPU (NCCL; gloo when --device cpu). Only rank 0 logs and writes checkpoints; validation is sharded over
+# the ranks and gathered, so it scores exactly what one process would.
+# Batch, learning rate and compile come from the preset (config.newell8: 32 images per GPU, RMSprop 2.5e-4
+# set for a batch of 6 and scaled by sqrt(global batch / 6), compile on where it works; see its docstring):
+# BATCH (per GPU) and LR override them, and the lr is still scaled to the global batch NGPU x NNODES x BATCH.
+# Each rank compiles with its share of the cores (TORCHINDUCTOR_COMPILE_THREADS) and waits up to
+# POSE_DIST_TIMEOUT_S seconds for the others at a collective (README "Several GPUs and machines").
 # Multi-node: run this on every node with NNODES, NODE_RANK (0..NNODES-1) and MASTER_ADDR (node 0) set.
-# Extra flags pass through, e.g.: bash scripts/train-supervised-ddp.sh --compile --set sync_bn=True
+# Extra flags pass through, e.g.: bash scripts/train-supervised-ddp.sh --set sync_bn=True
 set -euo pipefail
 cd "$(dirname "$0")/.."
+NGPU=${NGPU:-8}
 # torchrun passes SIGTERM, SIGINT, SIGHUP and SIGQUIT on to every rank; SIGUSR1 and SIGUSR2 (a scheduler's
 # warning ahead of a time limit) only when named here (torchrun's --signals_to_handle; a torch without that
 # flag ignores the variable). Every rank then saves last.pt and stops (README "Preemption").
 export PET_SIGNALS_TO_HANDLE="${PET_SIGNALS_TO_HANDLE:-SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2}"
+export TORCHINDUCTOR_COMPILE_THREADS="${TORCHINDUCTOR_COMPILE_THREADS:-$(( $(nproc) / NGPU > 0 ? $(nproc) / NGPU : 1 ))}"
+export POSE_DIST_TIMEOUT_S="${POSE_DIST_TIMEOUT_S:-1800}"
 torchrun \
-  --nproc_per_node "${NGPU:-8}" \
+  --nproc_per_node "$NGPU" \
   --nnodes "${NNODES:-1}" \
   --node_rank "${NODE_RANK:-0}" \
   --master_addr "${MASTER_ADDR:-127.0.0.1}" \
@@ -22,8 +29,8 @@ torchrun \
   --path "${DATA:-data/mpii}" \
   --model_name "${NAME:-hg8-mpii-ddp}" \
   --config "${CONFIG:-config.newell8}" \
-  --batch_size "${BATCH:-8}" \
-  --lr "${LR:-2.5e-4}" \
+  ${BATCH:+--batch_size=$BATCH} \
+  ${LR:+--lr=$LR} \
   --epochs "${EPOCHS:-200}" \
   --optimizer_type RMSprop \
   --print_every 100 \

@@ -142,9 +142,10 @@ def _as_torchrun_rank(monkeypatch, rank: int, world_size: int, local_rank: int |
     monkeypatch.setenv("RANK", str(rank))
     if local_rank is not None:
         monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)  # joining sets it; undone after the test
     if fake_group is not None:
         monkeypatch.setattr(rd.dist, "is_initialized", lambda: False)
-        monkeypatch.setattr(rd.dist, "init_process_group", lambda backend: fake_group.append(backend))
+        monkeypatch.setattr(rd.dist, "init_process_group", lambda backend, **kw: fake_group.append(backend))
 
 
 def test_torchrun_rank_sets_its_local_gpu_and_never_gpu_0(fake_gpus, monkeypatch):

@@ -7,8 +7,6 @@ import subprocess
 import pytest
 from conftest import REPO
 
-from scripts import acceptance_summary
-
 
 def _run_script(name: str, tmp_path, **env) -> str:
     paths = {k: str(tmp_path / k.lower()) for k in ("RESULTS", "RUNS", "OUTPUTS")}
@@ -130,50 +128,3 @@ def test_study_lspet_9k_rejects_a_missing_data_folder(tmp_path):
     done = subprocess.run(["bash", os.path.join(REPO, "scripts", "study-lspet-9k.sh")],
                           env={**os.environ, "DATA": str(tmp_path / "none")}, capture_output=True, text=True)
     assert done.returncode == 2 and "has no joints.mat" in done.stderr
-
-
-@pytest.mark.slow
-def test_gpu_acceptance_quick_on_cpu_runs_every_step_and_summarises(tmp_path, lspet_root):
-    out = tmp_path / "acceptance"
-    env = {**os.environ, "QUICK": "1", "DEVICE": "cpu", "OUT": str(out), "DATA": lspet_root, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "gpu-acceptance.sh")], env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    steps = {s["name"]: s for s in summary["steps"]}
-    assert list(steps) == ["cuda-tests", "benchmark-model", "benchmark-adversarial", "train-supervised",
-                           "test-supervised", "train-adversarial", "test-adversarial"]
-    assert summary["all_passed"] and summary["quick"] and summary["device"] == "cpu"
-    assert all(s["exit_code"] == 0 for s in steps.values())
-    cuda = steps["cuda-tests"]
-    assert cuda["status"] == "skipped (no CUDA device)" and cuda["figures"]["skipped"] == cuda["figures"]["tests"] > 0
-    assert set(steps["benchmark-model"]["figures"]["train_images_per_s"]) == {"supervised", "adversarial"}
-    assert set(steps["benchmark-adversarial"]["figures"]["train_images_per_s"]) == {"adversarial"}
-    assert steps["train-supervised"]["figures"]["epochs"] == 2 and steps["train-adversarial"]["figures"]["epochs"] == 1
-    for name in ("test-supervised", "test-adversarial"):
-        f = steps[name]["figures"]
-        assert f["metric"] == "PCK@0.2" and f["count"] > 0 and f["flip_test"] is True and f["precision"] == "fp32"
-    assert (out / "runs" / "supervised" / "epoch_1.pt").exists()  # the snapshot the adversarial G starts from
-    assert "initialised G from" in (out / "logs" / "train-adversarial.log").read_text()
-    md = (out / "summary.md").read_text()
-    assert "**all steps passed**" in md and "| test-adversarial | passed |" in md
-
-    # a second run never writes over the first one's files
-    again = subprocess.run(["bash", os.path.join(REPO, "scripts", "gpu-acceptance.sh")], env=env,
-                           capture_output=True, text=True, timeout=60)
-    assert again.returncode == 2 and "OVERWRITE=1" in again.stderr and (out / "summary.json").exists()
-
-
-def test_acceptance_summary_reports_failed_and_timed_out_steps(tmp_path):
-    out = tmp_path / "acc"
-    (out / "logs").mkdir(parents=True)
-    (out / "cuda-tests.xml").write_text('<testsuites><testsuite tests="3" failures="0" errors="0" skipped="3">'
-                                        '</testsuite></testsuites>')
-    (out / "steps.tsv").write_text(f"cuda-tests\t0\t5\t{out / 'cuda-tests.xml'}\n"
-                                   f"benchmark-model\t124\t420\t{out / 'bench-model.json'}\n"
-                                   f"train-supervised\t0\t10\t{out / 'missing.jsonl'}\n")
-    assert acceptance_summary.main([str(out), "--device", "cuda"]) == 1  # the exit code
-    status = {s["name"]: s["status"] for s in json.loads((out / "summary.json").read_text())["steps"]}
-    assert status == {"cuda-tests": "failed (every CUDA test skipped)", "benchmark-model": "timed out",
-                      "train-supervised": "failed (wrote no output)"}
-    assert "NOT all steps passed" in (out / "summary.md").read_text()

@@ -72,16 +72,46 @@ def build_optimizer(name: str, params, lr: float, momentum: float, weight_decay:
     raise UserInputError(f"--optimizer_type: unknown optimizer '{name}'; valid: RMSprop, Adam, SGD")
 
 
-def build_optimizers(nets: Nets, cfg: Config, device: torch.device,
+def batch_lr_scale(optimizer: str, base_batch: int, global_batch: int) -> float:
+    """The factor for a learning rate set for a global batch of ``base_batch`` (0: set for no batch in
+    particular, factor 1) when the global batch is ``global_batch``: the square root of the ratio for RMSprop
+    and Adam, the ratio itself for SGD.
+
+    Linear scaling keeps SGD's expected update per sample when the batch grows (Goyal et al. 2017, "Accurate,
+    Large Minibatch SGD", arXiv:1706.02677). RMSprop and Adam divide each update by a running gradient scale,
+    and for them the square-root rule is the one that keeps the training dynamics (Malladi et al. 2022, "On
+    the SDEs and Scaling Rules for Adaptive Gradient Algorithms", NeurIPS; the rule Krizhevsky 2014, "One
+    weird trick", arXiv:1404.5997, argued from the gradient noise)."""
+    if base_batch <= 0:
+        return 1.0
+    ratio = global_batch / base_batch
+    return ratio if optimizer == "SGD" else ratio ** 0.5
+
+
+def lr_scaling_note(cfg: Config, global_batch: int) -> str | None:
+    """The line naming the learning rates a run uses when ``lr_base_batch`` scales them, else None."""
+    if cfg.lr_base_batch <= 0:
+        return None
+    rule = "x" if cfg.optimizer == "SGD" else "x sqrt"
+    return (f"lr {cfg.lr * batch_lr_scale(cfg.optimizer, cfg.lr_base_batch, global_batch):.3g} for a global "
+            f"batch of {global_batch} (lr={cfg.lr:g} is set for lr_base_batch={cfg.lr_base_batch}, "
+            f"{rule}({global_batch}/{cfg.lr_base_batch}) for {cfg.optimizer})")
+
+
+def build_optimizers(nets: Nets, cfg: Config, device: torch.device, global_batch: int | None = None,
                      fast: bool = True) -> dict[str, torch.optim.Optimizer]:
     """G's optimiser from the config; P and C get the paper's RMSprop at ``disc_lr`` (the same recipe as G).
-    ``fast``: as ``build_optimizer``."""
-    out = {"generator": build_optimizer(cfg.optimizer, nets.generator.parameters(), cfg.lr, cfg.momentum,
-                                        cfg.weight_decay, device, fast)}
+    Both learning rates are scaled from ``lr_base_batch`` to ``global_batch`` (default: ``batch_size``, one
+    process) by ``batch_lr_scale``. ``fast``: as ``build_optimizer``."""
+    batch = global_batch or cfg.batch_size
+    out = {"generator": build_optimizer(cfg.optimizer, nets.generator.parameters(),
+                                        cfg.lr * batch_lr_scale(cfg.optimizer, cfg.lr_base_batch, batch),
+                                        cfg.momentum, cfg.weight_decay, device, fast)}
+    disc_lr = cfg.disc_lr * batch_lr_scale("RMSprop", cfg.lr_base_batch, batch)
     for name in ("pose_disc", "conf_disc"):
         net = getattr(nets, name)
         if net is not None:
-            out[name] = build_optimizer("RMSprop", net.parameters(), cfg.disc_lr, 0.0, 0.0, device, fast)
+            out[name] = build_optimizer("RMSprop", net.parameters(), disc_lr, 0.0, 0.0, device, fast)
     return out
 
 

@@ -39,10 +39,17 @@ from datasets import build_dataset
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
 from inference.evaluate import InferenceSettings, inference_settings, make_eval_loader
-from runtime.device import autocast_dtype, precision_note
+from runtime.device import autocast_dtype, precision_note, resolve_compile
 from runtime.distributed import DistInfo, all_ranks_agree, first_error, init_distributed
 from runtime.system import derived_seed, rank_seed, seed_everything, seed_generators, tune_malloc
-from training.build import build_nets, build_optimizers, build_schedulers, build_step_context, place_nets
+from training.build import (
+    build_nets,
+    build_optimizers,
+    build_schedulers,
+    build_step_context,
+    lr_scaling_note,
+    place_nets,
+)
 from training.continuation import continued_state, lineage
 from training.data import make_train_loader
 from training.guard import GuardedStep, guarded_step, this_process
@@ -144,8 +151,10 @@ def assemble(cfg: Config, spec: RunSpec, dist: DistInfo, device: torch.device,
     """The run around its checked data and built networks: placement, optimisers, schedules, step context,
     fault handling, loaders, log (``continued_from``: a continuation's source)."""
     train_set, val_set = data
-    nets = place_nets(nets, device, cfg.channels_last, cfg.compile, dist, cfg.sync_bn)
-    optims = build_optimizers(nets, cfg, device)
+    compiled, compile_note = resolve_compile(cfg.compile, device)  # eager, with one line, where it cannot work
+    nets = place_nets(nets, device, cfg.channels_last, compiled, dist, cfg.sync_bn)
+    global_batch = cfg.batch_size * dist.world_size
+    optims = build_optimizers(nets, cfg, device, global_batch)
     ctx = build_step_context(device, autocast_dtype(cfg.amp, device), optims, cfg.grad_clip, cfg.channels_last)
     train_loader, sampler = make_train_loader(train_set, cfg, dist, spec, pin_memory=device.type == "cuda")
     run = Run(cfg=cfg, spec=spec, dist=dist, device=device, train_set=train_set, val_set=val_set,
@@ -158,9 +167,9 @@ def assemble(cfg: Config, spec: RunSpec, dist: DistInfo, device: torch.device,
               infer=inference_settings(cfg, val_set.spec, device, cfg.flip_test),
               log=RunLog(spec.run_dir, dist.is_main, spec.tensorboard), run_id=run_id, state=state,
               continued_from=continued_from)
-    note = precision_note(ctx.dtype, device)
-    if note:
-        run.say(note)
+    for note in (precision_note(ctx.dtype, device), compile_note, lr_scaling_note(cfg, global_batch)):
+        if note:
+            run.say(note)
     return run
 
 
