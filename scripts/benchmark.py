@@ -43,6 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from config import load_config, parse_overrides, preset_name  # noqa: E402
 from datasets import build_dataset  # noqa: E402
 from datasets.sampler import EpochSampler  # noqa: E402
+from datasets.skeleton import MPII  # noqa: E402
 from inference.predict import predict_heatmaps  # noqa: E402
 from runtime.device import (  # noqa: E402
     choose_precision,
@@ -60,6 +61,7 @@ from training.build import (  # noqa: E402
     build_optimizers,
     error_loss_params,
     place_nets,
+    resolve_for_dataset,
 )
 from training.steps import StepContext, to_device, train_step  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
@@ -206,7 +208,7 @@ class Setup:
     def __init__(self, cfg, method: str, mode: str, device: torch.device, compile_on_cuda: bool):
         optimized = mode == "optimized"
         torch.manual_seed(0)
-        cfg = cfg.with_overrides({"method": method})
+        cfg = resolve_for_dataset(cfg.with_overrides({"method": method}), MPII)  # the batches are MPII-shaped
         self.nets, _ = build_nets(cfg, NUM_JOINTS)
         self.compiled = optimized and compile_on_cuda and device.type == "cuda"
         if self.compiled:  # a fresh compile cache: no graph or recompile budget left over from another set-up

@@ -28,6 +28,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from config import load_config
 from datasets import build_dataset
@@ -95,7 +96,7 @@ def test_g_p_c_forward_and_backward(precision):
     precision (fp16 with a GradScaler per optimiser) changes every network and leaves everything finite."""
     dtype = PRECISIONS[precision]
     torch.manual_seed(0)
-    cfg = load_config("tiny", {"method": "adversarial"})
+    cfg = tiny_config({"method": "adversarial"})
     cpu_nets, _ = build_nets(cfg, 16)
     nets = copy.deepcopy(cpu_nets)
     for name, net in nets.named().items():

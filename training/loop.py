@@ -167,7 +167,7 @@ def train(cfg: Config, spec: RunSpec) -> dict | None:
         with run_dir_lock(spec.run_dir, dist) as lock:
             run = build_run(cfg, spec, lock)
             if run.dist.is_main:
-                write_json(os.path.join(spec.run_dir, "config.json"), cfg.to_dict())
+                write_json(os.path.join(spec.run_dir, "config.json"), run.cfg.to_dict())  # as resolved for the data
             with stop_signals(run.dist.distributed) as stop:
                 val = fit(run, stop)
             if run.dist.is_main and val is not None:

@@ -30,6 +30,7 @@ from training.build import (
     build_schedulers,
     place_nets,
     raw_module,
+    resolve_for_dataset,
 )
 from training.checkpoint import (
     FORMAT_VERSION,
@@ -161,6 +162,7 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
     layout = check_run_dir(spec.run_dir, ckpt, spec.overwrite)  # the cheap refusal before reading data
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
     train_set, val_set = load_data(cfg, spec, dist.world_size)
+    cfg = resolve_for_dataset(cfg, train_set.spec)  # delta None -> the dataset metric's threshold
     nets, net_args = build_nets(cfg, train_set.spec.num_joints)
     fresh = load_pretrained_generator(nets.generator, cfg.pretrained, spec.trust_checkpoint) \
         if not spec.resume and cfg.pretrained else None
