@@ -67,14 +67,14 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor | float, mask: torch.
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def generator_adversarial_term(logits: torch.Tensor, fake_targets: torch.Tensor, mask: torch.Tensor,
+def generator_adversarial_term(logits: torch.Tensor, fake_targets: torch.Tensor | None, mask: torch.Tensor,
                                form: str) -> torch.Tensor:
     """G's share of one discriminator's term in Eq. 4, from the discriminator's per-joint logits on G's output.
 
     Eq. 4: argmin_G max_D L_MSE(G) + weight * L_D(G, D) with L_D = E[log D(real)] + E[log(1 - |D(G(x)) - fake|)],
     ``fake`` the per-joint fake targets (p_fake for P, c_fake for C; 1 = "counts as real"). Only the second
-    expectation depends on G. logits, fake_targets, mask: (B, J); mask 1 = joint scored. Returns a scalar that G
-    descends:
+    expectation depends on G. logits, fake_targets, mask: (B, J); mask 1 = joint scored; fake_targets may be None
+    for the non-saturating form. Returns a scalar that G descends:
     - "paper": log(1 - |D - fake|) averaged over the scored joints. For a 0/1 target this is minus D's own BCE
       against ``fake``, so G ascends D's loss: where fake = 0 it raises D(G(x)) towards "real", where fake = 1
       it lowers it towards "fake" (the min-max game as written; its gradient fades as D gets sure of itself).
