@@ -92,11 +92,21 @@ def _check_key(key: str, where: str) -> None:
 def _coerce(key: str, value: Any, where: str) -> Any:
     """Convert ``value`` to the type of the default for ``key`` or raise a one-line error."""
     default = default_config.CONFIG[key]
+    value = default_config.RENAMED_VALUES.get(key, {}).get(value, value) if isinstance(value, str) else value
+    optional = key in default_config.NUMBER_OR_NONE
     if isinstance(value, str) and not isinstance(default, str):
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            raise UserInputError(f"{where}: {key}={value!r} is not a valid {type(default).__name__}") from None
+            kind = "number or None" if optional else type(default).__name__
+            raise UserInputError(f"{where}: {key}={value!r} is not a valid {kind}") from None
+    if optional:
+        ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+        if not ok:
+            raise UserInputError(f"{where}: {key}={value!r} should be a number or None")
+        value = None if value is None else float(value)
+        _check_value(key, value, where)
+        return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, float):
@@ -117,6 +127,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 
 def _check_value(key: str, value: Any, where: str) -> None:
     """One-line error when ``value`` is outside ``key``'s declared choices or range (or not finite)."""
+    if value is None:  # only keys in NUMBER_OR_NONE get here with None: nothing to range-check
+        return
     choices = default_config.CHOICES.get(key)
     if choices is not None and value not in choices:
         raise UserInputError(f"{where}: {key}={value!r} is not one of {', '.join(map(str, choices))}")

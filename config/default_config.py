@@ -37,40 +37,45 @@ CONFIG = {
     # --- discriminators (adversarial training) --------------------------------------------
     "disc_channels": 128,  # feature channels of P and C
     "disc_depth": 3,  # stride-2 stages in the encoder of P and C (64 -> 8)
-    "alpha": 1.0 / 220,  # weight of the confidence-discriminator term in G's loss (paper: 1/220)
-    "beta": 1.0 / 180,  # weight of the pose-discriminator term in G's loss (paper: 1/180)
-    # Fake targets for P: joint i counts as "real" when the decoded prediction lies within
-    # delta * reference length (head size for MPII, torso for LSP) of the truth; 0.5 is PCKh@0.5's
-    # own threshold, so P learns exactly what the metric rewards.
-    "delta": 0.5,
-    # Fake targets for C: joint i counts as "real" when the L2 distance between predicted and
-    # true heatmap of joint i is below epsilon. A target Gaussian has L2 norm sqrt(pi) * sigma (1.77
-    # at sigma 1, 3.54 at sigma 2); a 1 px shift of the peak gives 1.18 / 1.23, and the right place at
-    # half height 0.89 / 1.77. So 1.0 admits only near-perfect maps, and at sigma 2 hardly any: the
-    # lspet-mini runs in the README logged c_fake_ones (share of joints counted real) under 1%, so C acts
-    # mostly as a plain real-vs-predicted critic there. epsilon=3.0 (c_fake_ones 11-32%) did not change
-    # PCK there either (README "Results"); keep epsilon below sqrt(pi) * sigma so an empty map is fake.
+    # alpha, beta: weights of C's and P's terms in G's objective (Eq. 4). The paper sets alpha = 1/220 and
+    # beta = 1/180 "to make the different components of the final objective function have the same scale"
+    # (Sec. 3, training details): with a fresh discriminator's BCE of ln 2 = 0.69, alpha * L_C = 0.0031 and
+    # beta * L_P = 0.0038, the size of a per-pixel mean squared heatmap error (mse_scale "pixel_mean").
+    "alpha": 1.0 / 220,  # weight of the confidence discriminator's term L_C in Eq. 4 (paper: 1/220)
+    "beta": 1.0 / 180,  # weight of the pose discriminator's term L_P in Eq. 4 (paper: 1/180)
+    # Fake targets for P (Sec. 2.2): joint i of a prediction counts as "real" (p_fake = 1) when it lies within
+    # delta reference lengths of the truth, the metric's own correctness rule. None = the threshold of the
+    # dataset's metric, set when the run's dataset is known (training.build.resolve_for_dataset): 0.5 head
+    # sizes for MPII (PCKh@0.5), 0.2 torso diameters for LSP and LSPET (PCK@0.2). A number overrides it.
+    "delta": None,
+    # Fake targets for C (Sec. 2.3): joint i counts as "real" (c_fake = 1) when the L2 distance between its
+    # predicted and true heatmap is below epsilon. A target Gaussian has L2 norm sqrt(pi) * sigma (1.77 at
+    # sigma 1, 3.54 at sigma 2); a 1 px shift of the peak gives 1.18 / 1.23, and the right place at half height
+    # 0.89 / 1.77. So 1.0 admits only near-perfect maps, and at sigma 2 hardly any: C then acts mostly as a
+    # plain real-vs-predicted critic. Keep epsilon below sqrt(pi) * sigma so that an empty map stays fake.
     "epsilon": 1.0,
     # Algorithm 1, step 1: "update G by descending the gradient of the error loss (Eq. 1)" before P and C
     # see G's outputs; step 4 then updates G again by Eq. 4 (error loss + adversarial terms).
     "g_error_step": True,
-    # Scale of the error loss L_MSE in both G updates. Eq. 1 reads L = 1/(2MN) sum_n sum_i (||y - y_hat||^2 +
-    # ||z - z_hat||^2) over M images and N stacks, each norm over a whole J x 64 x 64 heatmap tensor ("paper").
-    # The text also says alpha and beta were chosen "to make the different components of the final objective
-    # function have the same scale", which fits a per-pixel mean better ("pixel_mean": squared error averaged
-    # over the labelled joints' pixels, summed over stacks, pose + occlusion). The two differ by ~J*64*64/2,
-    # so alpha and beta weigh ~1000x more against the MSE under "pixel_mean"; with RMSprop or Adam that weight
-    # is the only difference (both optimisers ignore a constant loss scale; SGD does not: its lr must shrink by
-    # the same factor under "paper"). The epoch log's adv_grad_ratio shows how hard the terms push.
-    # Default "paper", set by scripts/study-lspet-9k.sh (README "Results"), by the rule fixed before its sweep
-    # ran: the reading that scores higher against supervised from the same snapshot. On lspet-9k seed 0 both
-    # beat supervised beyond their 95% intervals; "paper" more (+1.38 points, adv_grad_ratio ~0.001: P and C
-    # barely push, so Algorithm 1's second G update per batch is what helps; alpha, beta x0.1 under
-    # "pixel_mean", a tenth of the MSE's push, scored the same) than "pixel_mean" (+0.75, ratio 0.1 -> 1.6:
-    # they push as hard as the MSE). One seed; paper - pixel_mean = +0.63, 95% CI [-0.02, +1.29].
-    # "paper" is also Eq. 1 as written. "pixel_mean" is what the lspet-mini and demo figures
-    # in the README used (and Newell et al.'s own mean-squared-error criterion).
-    "mse_scale": "paper",
+    # Scale of the error loss L_MSE in both G updates. "pixel_mean": squared heatmap error averaged over the
+    # labelled joints' pixels, summed over stacks, pose + occlusion: the scale at which alpha and beta put the
+    # adversarial terms "at the same scale" as the error term (the paper's stated intent, see alpha above;
+    # also Newell et al.'s mean-squared-error criterion). "eq1_literal": Eq. 1 as printed, L = 1/(2MN)
+    # sum_n sum_i (||y - y_hat||^2 + ||z - z_hat||^2) over M images and N stacks, each norm over a whole
+    # J x H x W heatmap tensor: J * H * W / (2N) times larger with every joint labelled (8192 for this G,
+    # 3584 for config.cpu_small), so alpha and beta weigh thousands of times less and P and C barely move G.
+    # With RMSprop or Adam that relative weight is the only difference (both ignore a constant loss scale; SGD
+    # does not: its lr must shrink by the same factor under "eq1_literal"). The epoch log's adv_grad_ratio
+    # shows how hard the terms push; README "Results" has the measured scales of both readings.
+    "mse_scale": "pixel_mean",
+    # G's adversarial terms in Eq. 4, argmin_G max_{P,C} L_MSE(G) + alpha L_C(G, C) + beta L_P(G, P), with
+    # L_P = E[log P(y, z, x)] + E[log(1 - |P(G(x), x) - p_fake|)] and L_C alike with C and c_fake (Sec. 2.2-2.3).
+    # "paper": G minimises its part as written, log(1 - |D(G(x)) - fake|) per joint = -BCE(D(G(x)), fake): the
+    # min-max game with the per-joint fake targets (G pushes D's output away from p_fake / c_fake, towards
+    # "real" where a joint is fake, towards "fake" where it is real). "nonsaturating": the common GAN
+    # substitute, BCE(D(G(x)), 1) = -log D(G(x)) on every joint (G pushes every joint towards "real"; strong
+    # gradients while D rejects G's output).
+    "g_adv_form": "paper",
     # Which stacks' outputs P and C judge in G's Eq. 4 update (the paper does not say): "last" = the final
     # prediction only; "all" = every stack's, the terms averaged over stacks so alpha and beta keep their scale.
     "adv_stacks": "last",
@@ -118,11 +123,16 @@ DERIVED = {
 # Allowed values, checked whenever a config is resolved (defaults, preset, --set, a checkpoint's config).
 CHOICES = {
     "method": ("supervised", "adversarial"),
-    "mse_scale": ("pixel_mean", "paper"),
+    "mse_scale": ("pixel_mean", "eq1_literal"),
+    "g_adv_form": ("paper", "nonsaturating"),
     "adv_stacks": ("last", "all"),
     "optimizer": ("RMSprop", "Adam", "SGD"),
     "amp": ("auto", "bf16", "fp16", "off"),
 }
+# Keys whose value may be None: "not set, follow the dataset" (resolved when the run's dataset is known).
+NUMBER_OR_NONE = ("delta",)
+# Values renamed since checkpoints and scripts were written: read as their new name.
+RENAMED_VALUES = {"mse_scale": {"paper": "eq1_literal"}}
 # (low, high) bounds, both inclusive; None = unbounded on that side. Keys not listed here or in CHOICES
 # are booleans, strings or tuples checked by type and by ``config.check_relations``.
 RANGES = {

@@ -14,6 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from reporting.bootstrap import INCONCLUSIVE, paired_contrast, seeds_to_settle, verdict
 from runtime.system import machine_description
 from runtime.versions import package_versions
 from utils.errors import UserInputError
@@ -114,41 +115,35 @@ def summary_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pck(hits: np.ndarray, counted: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Mean PCK (%) of each run under each image weighting: hits (R, N), counted (N,), weights (K, N) -> (K, R)."""
-    return 100.0 * (weights @ hits.T) / (weights @ counted)[:, None]
-
-
-def paired_difference(runs: list[dict], baseline: list[dict], n_boot: int = 10000, seed: int = 0) -> dict:
-    """``runs`` minus ``baseline``, paired by seed and by val image: the difference of the seed-averaged Means,
-    each seed's own difference, and a 95% percentile-bootstrap interval over val images.
-
-    Each bootstrap sample draws N images with replacement and scores every run on that same draw (the pairing
-    across methods and seeds), so the interval shows how much the difference depends on which images the val
-    split happens to hold; the spread between seeds is in ``per_seed``. Records need ``per_sample`` (test.py's
-    per-image hits). Returns {"seeds", "per_seed", "difference", "low", "high", "n_boot"}.
-    """
+def paired_hits(runs: list[dict], baseline: list[dict]) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """The per-image hits of ``runs`` and ``baseline`` on their shared seeds: (seeds, hits (S, N) of each,
+    counted (N,)). Refused with one line when no seed is shared or a record scored other images or joints."""
     by_seed = {r["seed"]: r for r in baseline}
     pairs = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
     if not pairs:
         raise UserInputError(f"no seed shared by {runs[0]['method']} and {baseline[0]['method']}: nothing to pair")
-    hits = {side: np.array([p[side]["per_sample"]["hits"] for p in pairs], np.float64) for side in (0, 1)}
-    counted = np.array(pairs[0][0]["per_sample"]["counted"], np.float64)
+    counted = pairs[0][0]["per_sample"]["counted"]
     for run in (r for p in pairs for r in p):
-        if run["per_sample"]["counted"] != pairs[0][0]["per_sample"]["counted"]:
+        if run["per_sample"]["counted"] != counted:
             raise UserInputError(f"records of {run['method']} seed {run['seed']} scored other val images or "
                                  f"joints than {pairs[0][0]['method']} seed {pairs[0][0]['seed']}: cannot pair")
-    everything = np.ones((1, counted.size))
-    per_seed = (_pck(hits[0], counted, everything) - _pck(hits[1], counted, everything))[0]
-    rng = np.random.default_rng(seed)
-    draws = []
-    for start in range(0, n_boot, 1000):  # 1000 resamples at a time: (1000, N) weights
-        weights = rng.multinomial(counted.size, np.full(counted.size, 1.0 / counted.size),
-                                  size=min(1000, n_boot - start)).astype(np.float64)
-        draws.append(_pck(hits[0], counted, weights).mean(1) - _pck(hits[1], counted, weights).mean(1))
-    low, high = np.percentile(np.concatenate(draws), [2.5, 97.5])
-    return {"seeds": [p[0]["seed"] for p in pairs], "per_seed": per_seed.tolist(),
-            "difference": float(per_seed.mean()), "low": float(low), "high": float(high), "n_boot": n_boot}
+    hits = [np.array([p[side]["per_sample"]["hits"] for p in pairs], np.float64) for side in (0, 1)]
+    return [p[0]["seed"] for p in pairs], hits[0], hits[1], np.array(counted, np.float64)
+
+
+def paired_difference(runs: list[dict], baseline: list[dict], n_boot: int = 10000, seed: int = 0) -> dict:
+    """``runs`` minus ``baseline``, paired by seed and by val image (``reporting.bootstrap.paired_contrast``):
+    the difference of the seed-averaged Means, each seed's own difference, a 95% percentile-bootstrap interval
+    over val images ("low", "high": the trained networks held fixed) and one that resamples the seeds and then
+    the images ("seeds_low", "seeds_high": the seed-to-seed spread of training included). Records need
+    ``per_sample`` (test.py's per-image hits). Returns {"seeds", "per_seed", "difference", "low", "high",
+    "seeds_low", "seeds_high", "n_boot"}.
+    """
+    seeds, hits_a, hits_b, counted = paired_hits(runs, baseline)
+    c = paired_contrast(hits_a, hits_b, counted, seeds, n_boot, seed)
+    return {"seeds": list(c.seeds), "per_seed": list(c.per_seed), "difference": c.difference,
+            "low": c.image_only[0], "high": c.image_only[1], "seeds_low": c.seeds_then_images[0],
+            "seeds_high": c.seeds_then_images[1], "n_boot": n_boot}
 
 
 def paired_table(records: list[dict], baseline: str, n_boot: int = 10000, skip: tuple[str, ...] = ()) -> str:
@@ -161,20 +156,51 @@ def paired_table(records: list[dict], baseline: str, n_boot: int = 10000, skip: 
     others = [m for m in by_method if m != baseline and m not in skip]
     if baseline not in by_method or not others:
         return ""
-    lines = [f"| method − {baseline} (Mean, points) | seeds | per seed | difference | 95% CI over val images |",
-             "|---|---|---|---|---|"]
+    lines = [f"| method − {baseline} (Mean, points) | seeds | per seed | difference | 95% CI over val images "
+             "| 95% CI over seeds, then images |", "|---|---|---|---|---|---|"]
     for method in others:
         runs = by_method[method]
         if not all(r.get("per_sample") for r in runs + by_method[baseline]):
-            lines.append(f"| {method} | | | n/a | records without per-image hits |")
+            lines.append(f"| {method} | | | n/a | records without per-image hits | |")
             continue
         if not {r["seed"] for r in runs} & {r["seed"] for r in by_method[baseline]}:
-            lines.append(f"| {method} | | | n/a | no seed shared with {baseline} |")
+            lines.append(f"| {method} | | | n/a | no seed shared with {baseline} | |")
             continue
         d = paired_difference(runs, by_method[baseline], n_boot)
+        seeds = (f"[{d['seeds_low']:+.2f}, {d['seeds_high']:+.2f}]" if len(d["seeds"]) > 1
+                 else "n/a: one seed, its spread unmeasured")
         lines.append(f"| {method} | {', '.join(map(str, d['seeds']))} | "
                      + ", ".join(f"{x:+.2f}" for x in d["per_seed"])
-                     + f" | **{d['difference']:+.2f}** | [{d['low']:+.2f}, {d['high']:+.2f}] ({d['n_boot']} draws) |")
+                     + f" | **{d['difference']:+.2f}** | [{d['low']:+.2f}, {d['high']:+.2f}] ({d['n_boot']} draws) "
+                       f"| {seeds} |")
+    return "\n".join(lines) + "\n"
+
+
+def contrast_table(records: list[dict], contrasts: list[tuple[str, str]], margin: float,
+                   n_boot: int = 10000) -> str:
+    """Markdown table of the contrasts (arm, baseline) that a study's decision rule reads: per-seed differences,
+    their mean, the 95% interval over seeds then images (``reporting.bootstrap``) and, for comparison, the one
+    over images alone, the rule's outcome at ``margin`` points and the seeds a projection says would settle an
+    inconclusive one. Rows whose arms have no records (yet) say so."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_method[r["method"]].append(r)
+    lines = [f"| contrast (Mean, points) | seeds | per seed | difference | 95% CI, seeds then images | "
+             f"95% CI, images only | outcome (margin ±{margin:g}) | seeds to settle |", "|---" * 8 + "|"]
+    for arm, baseline in contrasts:
+        name = f"{arm} − {baseline}"
+        runs, base = by_method.get(arm, []), by_method.get(baseline, [])
+        shared = {r["seed"] for r in runs} & {r["seed"] for r in base}
+        if not shared:
+            lines.append(f"| {name} | | | n/a | no seed recorded for both arms yet | | | |")
+            continue
+        seeds, hits_a, hits_b, counted = paired_hits(runs, base)
+        c = paired_contrast(hits_a, hits_b, counted, seeds, n_boot)
+        outcome = verdict(c.seeds_then_images, margin)
+        settle = "" if outcome != INCONCLUSIVE else (str(seeds_to_settle(c, margin) or "more val images"))
+        lines.append(f"| {name} | {', '.join(map(str, c.seeds))} | " + ", ".join(f"{x:+.2f}" for x in c.per_seed)
+                     + f" | **{c.difference:+.2f}** | [{c.seeds_then_images[0]:+.2f}, {c.seeds_then_images[1]:+.2f}]"
+                     f" | [{c.image_only[0]:+.2f}, {c.image_only[1]:+.2f}] | {outcome} | {settle} |")
     return "\n".join(lines) + "\n"
 
 

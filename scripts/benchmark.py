@@ -41,6 +41,7 @@ from cli.common import add_device_flag, add_overwrite_flag
 from config import load_config, parse_overrides, preset_name
 from datasets import build_dataset
 from datasets.sampler import EpochSampler
+from datasets.skeleton import MPII
 from inference.predict import predict_heatmaps
 from runtime.budget import window_iterations
 from runtime.device import (
@@ -61,6 +62,7 @@ from training.build import (
     build_step_context,
     error_loss_params,
     place_nets,
+    resolve_for_dataset,
 )
 from training.steps import to_device, train_step
 from utils.errors import UserInputError, exit_on_user_error
@@ -242,7 +244,7 @@ class Setup:
     def __init__(self, cfg, method: str, mode: str, device: torch.device, compile_on_cuda: bool):
         optimized = mode == "optimized"
         torch.manual_seed(0)
-        cfg = cfg.with_overrides({"method": method})
+        cfg = resolve_for_dataset(cfg.with_overrides({"method": method}), MPII)  # the batches are MPII-shaped
         self.nets, _ = build_nets(cfg, NUM_JOINTS)
         self.compiled = optimized and compile_on_cuda and device.type == "cuda"
         if self.compiled:  # a fresh compile cache: no graph or recompile budget left over from another set-up

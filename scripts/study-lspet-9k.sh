@@ -47,10 +47,12 @@ if [ "$HALF" -lt 1 ] || [ "$DROP" -le "$HALF" ]; then
 fi
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 mkdir -p "$RESULTS" "$RUNS" "$OUTPUTS"
-# mse_scale=pixel_mean: the scale of the study's records (results/lspet-9k/design.md says why), pinned so the
-# script reproduces them. A sweep setting's own --set comes later and wins.
+# mse_scale=pixel_mean, g_adv_form=nonsaturating, delta=0.5: the settings these runs were made with
+# (results/lspet-9k/design.md), pinned so the script reproduces its records whatever the defaults. A sweep
+# setting's own --set comes later and wins.
 common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$RUNS"
-        --train_split train --set "checkpoint_every=$CKPT_EVERY" --set mse_scale=pixel_mean ${TRAIN_SAMPLES:+--max_train_samples "$TRAIN_SAMPLES"}
+        --train_split train --set "checkpoint_every=$CKPT_EVERY" --set mse_scale=pixel_mean
+        --set g_adv_form=nonsaturating --set delta=0.5 ${TRAIN_SAMPLES:+--max_train_samples "$TRAIN_SAMPLES"}
         ${VAL_SAMPLES:+--max_val_samples "$VAL_SAMPLES"})
 
 run() {  # name method seed start_epoch epochs trainer [flags of a fresh run...]: train or resume, test, record

@@ -143,6 +143,16 @@ def lspet_joints(n: int):
     return joints
 
 
+def tiny_config(overrides: dict | None = None):
+    """config.tiny with ``overrides``, resolved for the MPII-like 16-joint batches of ``adversarial_batch`` as a
+    run resolves it for its dataset (delta None -> PCKh's 0.5)."""
+    from config import load_config
+    from datasets.skeleton import MPII
+    from training.build import resolve_for_dataset
+
+    return resolve_for_dataset(load_config("tiny", overrides), MPII)
+
+
 def adversarial_batch(n: int = 4, res: int = 64, out: int = 16, joints_count: int = 16) -> dict:
     """A deterministic batch in the format of ``training.steps.to_device``: Gaussian targets at random joints
     (input px), the first sample's first 3 joints unlabelled, ~30% of joints occluded, identity crop affine."""

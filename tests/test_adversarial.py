@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from conftest import adversarial_batch, rmsprop_per_net
+from conftest import adversarial_batch, rmsprop_per_net, tiny_config
 from conftest import cpu_step_context as _ctx
 from conftest import tiny_nets as _tiny_nets
 
@@ -20,9 +20,9 @@ import test as test_entry
 import train_adversarial
 import train_supervised
 from checkpoint import load_checkpoint
-from config import load_config
+from datasets.skeleton import MPII
 from models import count_parameters
-from training.build import adversarial_params, build_nets, error_loss_params, generator_args
+from training.build import adversarial_params, build_nets, error_loss_params, generator_args, resolve_for_dataset
 from training.losses import confidence_fake_targets, masked_bce, pose_fake_targets
 from training.preflight import check_pretrained
 from training.run import build_run, checkpoint_of, load_pretrained
@@ -152,7 +152,7 @@ def _spy_step(nets: Nets, cfg, b: dict) -> dict:
 
 
 def test_discriminator_steps_leave_g_alone_and_g_step_leaves_p_and_c_alone():
-    cfg = load_config("tiny")
+    cfg = tiny_config()
     nets = _tiny_nets(cfg)
     seen = _spy_step(nets, cfg, adversarial_batch())
     assert seen["disc_steps"] == 4  # P fake, P real, C fake, C real
@@ -175,8 +175,12 @@ def test_discriminator_steps_leave_g_alone_and_g_step_leaves_p_and_c_alone():
     torch.testing.assert_close(seen["stats"]["loss_G"], loss_g)  # Eq. 4
 
 
-def test_each_loss_of_algorithm_1_gets_its_targets_and_mask(monkeypatch):
-    """Order P fake, P real, C fake, C real, then G's C and P terms; only P-on-fake drops unscored samples."""
+@pytest.mark.parametrize("form", ["paper", "nonsaturating"])
+def test_each_loss_of_algorithm_1_gets_its_targets_and_mask(monkeypatch, form):
+    """Order P fake, P real, C fake, C real, then G's C and P terms. Only P's terms on G's output drop unscored
+    samples. G's terms: the paper's form takes the fake targets P and C just learnt (minus their BCE); the
+    non-saturating form the target "real" on every annotated joint."""
+    import training.losses as losses
     import training.steps as steps
 
     calls = []
@@ -186,7 +190,8 @@ def test_each_loss_of_algorithm_1_gets_its_targets_and_mask(monkeypatch):
         return masked_bce(logits, targets, mask)
 
     monkeypatch.setattr(steps, "masked_bce", recording_bce)
-    cfg = load_config("tiny")
+    monkeypatch.setattr(losses, "masked_bce", recording_bce)  # G's terms: losses.generator_adversarial_term
+    cfg = tiny_config({"g_adv_form": form})
     nets = _tiny_nets(cfg)
     b = adversarial_batch()
     b["ref_length"][1] = float("nan")
@@ -198,20 +203,24 @@ def test_each_loss_of_algorithm_1_gets_its_targets_and_mask(monkeypatch):
     (_, t0, m0), (_, t1, m1), (_, t2, m2), (_, t3, m3), (g4, t4, m4), (g5, t5, m5) = calls
     assert torch.equal(t0, p_fake) and torch.equal(m0, p_mask) and m0[1].eq(0).all()
     assert torch.equal(t2, c_fake)
-    assert t1 == t3 == t4 == t5 == 1.0
-    for m in (m1, m2, m3, m4, m5):
+    assert t1 == t3 == 1.0
+    for m in (m1, m2, m3, m4):
         assert torch.equal(m, b["annotated"])
+    if form == "paper":
+        assert torch.equal(t4, c_fake) and torch.equal(t5, p_fake) and torch.equal(m5, p_mask)
+    else:
+        assert t4 == t5 == 1.0 and torch.equal(m5, b["annotated"])
     assert g4 and g5  # G's terms keep the graph to G
 
 
 def test_each_adversarial_term_alone_sends_gradient_into_g():
     """G's gradient at its update with alpha=beta=0 (MSE only) vs alpha=1 (+L_C) vs beta=1 (+L_P): each
     adversarial term on its own changes the gradient of the last stack's heads (and of the trunk)."""
-    base = _tiny_nets(load_config("tiny"))
+    base = _tiny_nets(tiny_config())
     b = adversarial_batch()
 
     def g_grads(alpha: float, beta: float) -> dict:
-        cfg = load_config("tiny", {"alpha": alpha, "beta": beta})
+        cfg = tiny_config({"alpha": alpha, "beta": beta})
         return _spy_step(copy.deepcopy(base), cfg, b)["g_grads"]
 
     mse_only = g_grads(0.0, 0.0)
@@ -232,7 +241,7 @@ def test_gradient_of_each_generator_term_reaches_g_only():
     """The Eq. 4 terms computed by hand from G's last stack: each reaches G's last heads, none reaches P or C."""
     from models import conf_disc_input, pose_disc_input
 
-    cfg = load_config("tiny")
+    cfg = tiny_config()
     nets = _tiny_nets(cfg)
     b = adversarial_batch()
     for m in (nets.pose_disc, nets.conf_disc):
@@ -300,7 +309,7 @@ def test_no_occlusion_removes_exactly_the_occlusion_modules():
     assert count_parameters(full.pose_disc) - count_parameters(single.pose_disc) == first_conv
     assert count_parameters(full.conf_disc) - count_parameters(single.conf_disc) == first_conv
     # and the adversarial step runs without occlusion maps
-    stats = _step(single, rmsprop_per_net(single), adversarial_batch(), cfg)
+    stats = _step(single, rmsprop_per_net(single), adversarial_batch(), resolve_for_dataset(cfg, MPII))
     assert all(torch.isfinite(v) for v in stats.values())
 
 
@@ -318,7 +327,7 @@ def test_dropping_a_discriminator_removes_its_net_optimiser_checkpoint_entry_and
     assert dropped not in ckpt and kept in ckpt and "generator" in ckpt
     assert dropped not in ckpt["optimizers"] and dropped not in ckpt["disc_args"] and dropped not in ckpt["scalers"]
     batch = to_device(next(iter(run.train_loader)), run.ctx)
-    stats = train_step(run.nets, run.optims, batch, run.ctx, error_loss_params(cfg), adversarial_params(cfg))
+    stats = train_step(run.nets, run.optims, batch, run.ctx, error_loss_params(run.cfg), adversarial_params(run.cfg))
     assert not any(k.startswith((f"L_{prefix}", f"{prefix}_", f"{prefix.lower()}_fake")) for k in stats)
     other = "C" if prefix == "P" else "P"
     assert {f"L_{other}_fake", f"L_{other}_real", f"L_{other}_gen", f"{other}_fake", f"{other}_real"} <= set(stats)
@@ -328,12 +337,12 @@ def test_dropping_a_discriminator_removes_its_net_optimiser_checkpoint_entry_and
 
 def test_pretrained_single_task_checkpoint_initialises_a_multi_task_g(tmp_path):
     """Single (supervised, no occlusion) -> Multi+Dis: shared weights copied, occlusion modules left fresh."""
-    single_cfg = load_config("tiny", {"predict_occlusion": False, "method": "supervised"})
+    single_cfg = tiny_config({"predict_occlusion": False, "method": "supervised"})
     torch.manual_seed(1)
     single = build_nets(single_cfg, J)[0].generator
     path = tmp_path / "single.pt"
     torch.save({"generator": single.state_dict(), "model_args": generator_args(single_cfg, J)}, path)
-    multi = _tiny_nets(load_config("tiny")).generator
+    multi = _tiny_nets(tiny_config()).generator
     ckpt = load_checkpoint(str(path))
     check_pretrained(ckpt, multi.state_dict())
     fresh = load_pretrained(multi, ckpt)

@@ -9,13 +9,12 @@ import math
 
 import pytest
 import torch
-from conftest import adversarial_batch, rmsprop_per_net
+from conftest import adversarial_batch, rmsprop_per_net, tiny_config
 from conftest import cpu_step_context as _ctx
 from conftest import tiny_nets as _nets
 
 import train_adversarial
 import train_supervised
-from config import load_config
 from reporting.plots import plot_training_curves
 from training.build import adversarial_params, error_loss_params
 from training.losses import heatmap_mse
@@ -54,7 +53,7 @@ def _counted_steps(opts: dict) -> list[str]:
 def test_optimiser_steps_per_iteration(g_error_step):
     """With step 1, G's optimiser steps twice per iteration (Eq. 1 alone, then Eq. 4); P and C each get their
     one update of Algorithm 1, which is one step on G's outputs (p_fake / c_fake) and one on the truth."""
-    cfg = load_config("tiny", {"g_error_step": g_error_step})
+    cfg = tiny_config({"g_error_step": g_error_step})
     nets = _nets(cfg)
     opts = rmsprop_per_net(nets)
     calls = _counted_steps(opts)
@@ -69,7 +68,7 @@ def test_step_1_is_the_error_loss_alone_and_p_and_c_see_g_after_it(monkeypatch):
     of G with that update applied."""
     import training.steps as steps
 
-    cfg = load_config("tiny")
+    cfg = tiny_config()
     nets, b = _nets(cfg), adversarial_batch()
     start = _weights(nets.generator)
 
@@ -110,14 +109,14 @@ def test_step_1_is_the_error_loss_alone_and_p_and_c_see_g_after_it(monkeypatch):
 # ---- mse_scale: the two readings of Eq. 1 -------------------------------------------------------------------
 
 
-def test_paper_scale_is_eq_1_by_hand():
+def test_eq1_literal_scale_is_eq_1_by_hand():
     """M = 2 images, N = 2 stacks, J = 2 joints, 2 x 2 heatmaps; joint 1 of image 1 is unlabelled.
 
     Labelled pixels: 3 joints x 4 px = 12. Target: 0 except pixel (0, 0) of image 0, joint 0 (= 1).
     Stack 0 predicts 0.5 everywhere: 12 x 0.25 = 3.0 (the target-1 pixel also errs by 0.5).
     Stack 1 predicts 1.0 everywhere: 11 pixels err by 1, the target-1 pixel by 0: 11.0.
     The unlabelled joint predicts 100 and counts nowhere. Sum over stacks = 14.0.
-    paper = 14 / (2 M N) = 14 / 8 = 1.75; pixel_mean = 14 / 12 labelled pixels = 1.1667.
+    eq1_literal = 14 / (2 M N) = 14 / 8 = 1.75; pixel_mean = 14 / 12 labelled pixels = 1.1667.
     Occlusion (Eq. 1's z term): target 1 at one labelled pixel, prediction 0 at both stacks: 2.0 more, so
     Eq. 1 = (14 + 2) / 8 = 2.0."""
     target = torch.zeros(2, 2, 2, 2)
@@ -125,14 +124,14 @@ def test_paper_scale_is_eq_1_by_hand():
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
     stack0, stack1 = torch.full((2, 2, 2, 2), 0.5), torch.full((2, 2, 2, 2), 1.0)
     stack0[1, 1], stack1[1, 1] = 100.0, 100.0
-    assert heatmap_mse([stack0, stack1], target, mask, 0.0, "paper").item() == pytest.approx(1.75)
+    assert heatmap_mse([stack0, stack1], target, mask, 0.0, "eq1_literal").item() == pytest.approx(1.75)
     assert heatmap_mse([stack0, stack1], target, mask, 0.0, "pixel_mean").item() == pytest.approx(14 / 12)
 
     occ_target = torch.zeros(2, 2, 2, 2)
     occ_target[1, 0, 1, 1] = 1.0
     out = {"pose": [stack0, stack1], "occlusion": [torch.zeros(2, 2, 2, 2)] * 2}
     b = {"heatmaps": target, "occlusion": occ_target, "annotated": mask}
-    assert error_loss(out, b, ErrorLoss(fg_weight=0.0, scale="paper")).item() == pytest.approx(2.0)
+    assert error_loss(out, b, ErrorLoss(fg_weight=0.0, scale="eq1_literal")).item() == pytest.approx(2.0)
 
 
 # ---- adv_stacks -----------------------------------------------------------------------------------------------
@@ -148,7 +147,7 @@ def _leaf_outputs(nets: Nets, b: dict) -> dict:
 
 @pytest.mark.parametrize("adv_stacks", ["all", "last"])
 def test_adv_stacks_chooses_which_stack_outputs_the_adversarial_term_reaches(adv_stacks):
-    cfg = load_config("tiny", {"adv_stacks": adv_stacks})
+    cfg = tiny_config({"adv_stacks": adv_stacks})
     nets, b = _nets(cfg), adversarial_batch()
     for m in (nets.pose_disc, nets.conf_disc):
         m.requires_grad_(False)
@@ -167,7 +166,7 @@ def test_adv_stacks_all_averages_over_stacks_and_reaches_every_head_in_g():
     """Identical outputs at every stack: "all" gives the same terms as "last" (the mean keeps alpha, beta's
     scale). In G, with the MSE removed, the adversarial term alone puts a gradient on every stack's heads, and
     "all" adds a direct one on the first stack's head beyond what "last" sends there through the merge convs."""
-    cfg_all, cfg_last = load_config("tiny", {"adv_stacks": "all"}), load_config("tiny", {"adv_stacks": "last"})
+    cfg_all, cfg_last = tiny_config({"adv_stacks": "all"}), tiny_config({"adv_stacks": "last"})
     nets, b = _nets(cfg_all), adversarial_batch()
     for m in (nets.pose_disc, nets.conf_disc):
         m.requires_grad_(False)
@@ -193,7 +192,7 @@ def test_adv_stacks_all_averages_over_stacks_and_reaches_every_head_in_g():
 
 
 def test_gradient_ratio_matches_a_direct_computation_and_leaves_the_update_alone():
-    cfg = load_config("tiny", {"alpha": 0.3, "beta": 0.2})
+    cfg = tiny_config({"alpha": 0.3, "beta": 0.2})
     nets, b = _nets(cfg), adversarial_batch()
     loss, adv = error_loss_params(cfg), adversarial_params(cfg)
 

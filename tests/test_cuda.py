@@ -28,7 +28,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, synthetic_spec, tiny_cfg
+from conftest import REPO, synthetic_spec, tiny_cfg, tiny_config
 
 from checkpoint import load_checkpoint
 from config import load_config
@@ -98,7 +98,7 @@ def test_g_p_c_forward_and_backward(precision):
     precision (fp16 with a GradScaler per optimiser) changes every network and leaves everything finite."""
     dtype = PRECISIONS[precision]
     torch.manual_seed(0)
-    cfg = load_config("tiny", {"method": "adversarial"})
+    cfg = tiny_config({"method": "adversarial"})
     cpu_nets, _ = build_nets(cfg, 16)
     nets = copy.deepcopy(cpu_nets)
     for name, net in nets.named().items():

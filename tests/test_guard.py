@@ -9,9 +9,8 @@ import dataclasses
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import adversarial_batch, rmsprop_per_net
+from conftest import adversarial_batch, rmsprop_per_net, tiny_config
 
-from config import load_config
 from training.build import adversarial_params, build_nets, build_step_context, error_loss_params
 from training.guard import GuardedStep, SkipNonFinite, SkipUnreadable, guarded_step
 from training.state import TrainState
@@ -23,7 +22,7 @@ CPU = torch.device("cpu")
 
 
 def _setup(method: str = "adversarial"):
-    cfg = load_config("tiny", {"method": method})
+    cfg = tiny_config({"method": method})
     torch.manual_seed(0)
     nets = build_nets(cfg, 16)[0]
     opts = rmsprop_per_net(nets)

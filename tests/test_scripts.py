@@ -98,8 +98,9 @@ def test_study_lspet_9k_runs_pairs_sweeps_and_resumes(tmp_path, lspet_root):
     assert adv["start_epoch"] == "1" and adv["config"]["pretrained"].endswith("supervised-s0/epoch_1.pt")
     assert (adv["config"]["mse_scale"], adv["config"]["g_error_step"], adv["config"]["adv_stacks"]) == (
         "pixel_mean", True, "last")
-    assert (sweep["config"]["mse_scale"], sweep["config"]["alpha"], sweep["config"]["beta"]) == ("paper", 0.04545,
-                                                                                                 0.05556)
+    assert (sweep["config"]["mse_scale"], sweep["config"]["alpha"], sweep["config"]["beta"]) == (
+        "eq1_literal", 0.04545, 0.05556)  # mse_scale=paper: Eq. 1's literal scale under its old name
+    assert (adv["config"]["g_adv_form"], adv["config"]["delta"]) == ("nonsaturating", 0.5)  # as recorded then
     assert sweep["config"]["pretrained"] == adv["config"]["pretrained"]  # the same snapshot
     assert all(len(r["adv_grad_ratio"]) == 1 for r in (adv, sweep))
     summary = (tmp_path / "results" / "summary.md").read_text()

@@ -38,7 +38,7 @@ def test_paper_and_newell_presets_match_their_papers():
     assert (paper.rotation, paper.scale_min, paper.scale_max, paper.flip) == (30.0, 0.75, 1.25, True)
     assert (paper.optimizer, paper.lr) == ("RMSprop", 2.5e-4)
     assert paper.alpha == pytest.approx(1 / 220) and paper.beta == pytest.approx(1 / 180)
-    assert (paper.mse_scale, paper.g_error_step) == ("paper", True)  # Eq. 1 as written; Algorithm 1's step 1
+    assert (paper.g_error_step, paper.g_adv_form) == (True, "paper")  # Algorithm 1's step 1; Eq. 4 as written
     assert (newell.num_stacks, newell.channels) == (8, 256)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from config import Config
+from datasets.skeleton import JointSpec
 from models import build_generator, confidence_discriminator, pose_discriminator
 from runtime.device import place_module
 from runtime.distributed import DistInfo
@@ -140,10 +141,20 @@ def error_loss_params(cfg: Config) -> ErrorLoss:
     return ErrorLoss(fg_weight=cfg.heatmap_fg_weight, scale=cfg.mse_scale)
 
 
+def resolve_for_dataset(cfg: Config, spec: JointSpec) -> Config:
+    """``cfg`` with the keys that follow the dataset's metric filled in: ``delta`` None (P's fake-target
+    threshold, in reference lengths) becomes the metric's own threshold ``spec.alpha`` (0.5 for MPII's PCKh,
+    0.2 for LSP's PCK); a value that is set stays."""
+    return cfg.with_overrides({"delta": spec.alpha}) if cfg.delta is None else cfg
+
+
 def adversarial_params(cfg: Config) -> AdversarialParams | None:
-    """Algorithm 1's constants from the config; None for supervised runs."""
+    """Algorithm 1's constants from a config resolved for its dataset (``resolve_for_dataset``); None for
+    supervised runs."""
     if cfg.method != "adversarial":
         return None
+    if cfg.delta is None:
+        raise ValueError("delta=None: resolve the config for its dataset first (training.build.resolve_for_dataset)")
     return AdversarialParams(alpha=cfg.alpha, beta=cfg.beta, delta=cfg.delta, epsilon=cfg.epsilon,
                              input_res=cfg.input_res, g_error_step=cfg.g_error_step, adv_stacks=cfg.adv_stacks,
-                             gen_iters=cfg.gen_iters, disc_iters=cfg.disc_iters)
+                             g_adv_form=cfg.g_adv_form, gen_iters=cfg.gen_iters, disc_iters=cfg.disc_iters)

@@ -49,6 +49,7 @@ from training.build import (
     build_step_context,
     lr_scaling_note,
     place_nets,
+    resolve_for_dataset,
 )
 from training.continuation import continued_state, lineage
 from training.data import make_train_loader
@@ -114,6 +115,7 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
         if cfg.pretrained and not spec.resume else None
     seed_everything(rank_seed(cfg.seed, dist.rank), cfg.deterministic)
     train_set, val_set = load_data(cfg, spec)
+    cfg = resolve_for_dataset(cfg, train_set.spec)  # delta None -> the dataset metric's threshold
     nets, net_args = build_nets(cfg, train_set.spec.num_joints)  # a continuation's P and C stay as built here
     layout = preflight(cfg, spec, dist.world_size, resumed, pretrained, net_args, nets.generator.state_dict(),
                        train_set, val_set, continued)

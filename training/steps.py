@@ -20,7 +20,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models import conf_disc_input, pose_disc_input
 from runtime.device import autocast, place_images
-from training.losses import at_least_fp32, confidence_fake_targets, heatmap_mse, masked_bce, pose_fake_targets
+from training.losses import (
+    at_least_fp32,
+    confidence_fake_targets,
+    generator_adversarial_term,
+    heatmap_mse,
+    masked_bce,
+    pose_fake_targets,
+)
 from utils.geometry import heatmap_stride, input_to_heatmap
 from utils.heatmaps import decode_heatmaps_torch
 
@@ -53,7 +60,7 @@ class ErrorLoss:
     """How G's heatmap error (Eq. 1) is weighted and scaled."""
 
     fg_weight: float  # squared errors weighted by 1 + fg_weight * target (config heatmap_fg_weight)
-    scale: str  # "paper" | "pixel_mean", as heatmap_mse (config mse_scale)
+    scale: str  # "pixel_mean" | "eq1_literal", as heatmap_mse (config mse_scale)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class AdversarialParams:
     input_res: int  # network input side (px): puts joints and reference lengths in heatmap px
     g_error_step: bool = True  # Algorithm 1's step 1
     adv_stacks: str = "last"  # "last" | "all": which stacks' outputs P and C judge in step 4
+    g_adv_form: str = "paper"  # "paper" | "nonsaturating": G's adversarial terms (losses.generator_adversarial_term)
     gen_iters: int = 1  # G updates by Eq. 4 per iteration
     disc_iters: int = 1  # P and C updates per iteration
 
@@ -205,19 +213,28 @@ def conf_disc_step(C: nn.Module, opt: torch.optim.Optimizer, b: dict, fake: Fake
 
 
 def adversarial_terms(nets: Nets, out: dict, b: dict, adv: AdversarialParams) -> dict[str, torch.Tensor]:
-    """L_C and L_P of Eq. 4: P and C's BCE towards "real" (1) on G's outputs, for the stacks ``adv_stacks`` names
-    (averaged over them). Call under autocast; P and C are used unwrapped from DDP (G's step leaves them alone)."""
+    """G's parts of L_C and L_P in Eq. 4 on G's outputs (``losses.generator_adversarial_term`` in the form
+    ``g_adv_form``), for the stacks ``adv_stacks`` names (averaged over them). The paper's form takes each
+    stack's own per-joint fake targets (for the last stack, those P and C just learnt). Call under autocast;
+    P and C are used unwrapped from DDP (G's step leaves them alone)."""
     stacks = range(len(out["pose"])) if adv.adv_stacks == "all" else [len(out["pose"]) - 1]
     P, C = (raw_module(d, keep_compile=True) if d is not None else None for d in (nets.pose_disc, nets.conf_disc))
-    mask, terms = b["annotated"], {}
+    terms = {}
     for s in stacks:
         pose, occ = out["pose"][s], out["occlusion"][s] if out["occlusion"] is not None else None
+        c_fake = p_fake = p_mask = None  # unused by the non-saturating form
+        if adv.g_adv_form == "paper":
+            p_fake, c_fake, p_mask = adversarial_targets(at_least_fp32(pose.detach()), b, adv.delta, adv.epsilon,
+                                                         adv.input_res)
         if C is not None:
-            term = masked_bce(C(conf_disc_input(pose, occ), logits=True), 1.0, mask)
+            logits = C(conf_disc_input(pose, occ), logits=True)
+            term = generator_adversarial_term(logits, c_fake, b["annotated"], adv.g_adv_form)
             terms["L_C_gen"] = terms.get("L_C_gen", 0) + term / len(stacks)
         if P is not None:
             logits = P(pose_disc_input(b["image"], pose, occ), logits=True)
-            terms["L_P_gen"] = terms.get("L_P_gen", 0) + masked_bce(logits, 1.0, mask) / len(stacks)
+            term = generator_adversarial_term(logits, p_fake, b["annotated"] if p_mask is None else p_mask,
+                                              adv.g_adv_form)
+            terms["L_P_gen"] = terms.get("L_P_gen", 0) + term / len(stacks)
     return terms
 
 
