@@ -101,7 +101,10 @@ def data_flags(args: argparse.Namespace) -> list[str]:
     """The flags every training run and its continuations share: data, preset, seed-independent schedule."""
     flags = ["--dataset", "lspet", "--path", args.data, "--train_split", "train", "--config", args.config,
              "--device", args.device, "--save_root", args.runs, "--epochs", str(args.epochs),
-             "--set", f"lr_milestones=[{args.drop}]", "--set", f"checkpoint_every={args.checkpoint_every}"]
+             "--set", f"lr_milestones=[{args.drop}]", "--set", f"checkpoint_every={args.checkpoint_every}",
+             # one precision for every run and arm, whatever CPU a later session resumes on: the contrasts must
+             # not mix bf16 and fp32 runs (bf16 is native on AVX512-BF16/AMX, emulated and slower elsewhere)
+             "--set", "amp=bf16"]
     if args.train_samples:
         flags += ["--max_train_samples", str(args.train_samples)]
     if args.val_samples:
