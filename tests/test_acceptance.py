@@ -255,6 +255,7 @@ def test_the_gpu_checks_hold_a_run_against_issue_27s_targets(tmp_path):
 
 # ---- the chain, as CI runs it -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_gpu_acceptance_quick_on_cpu_plans_runs_and_summarises(tmp_path, lspet_root):
     """QUICK=1 DEVICE=cpu, with COMPILE=1 and a C++ compiler that is not there: the probe fails, one line says
     so, and the chain runs eager."""

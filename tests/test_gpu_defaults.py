@@ -46,6 +46,7 @@ def _worker(out: str) -> None:
     os._exit(0)  # a group whose peer timed out cannot be destroyed cleanly; the record is written
 
 
+@pytest.mark.slow
 def test_a_rank_waits_up_to_the_configured_timeout_and_shares_the_compile_threads(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1", "POSE_DIST_TIMEOUT_S": str(TIMEOUT_S)}
@@ -101,6 +102,7 @@ def test_compile_threads_per_rank_and_a_users_setting_wins(monkeypatch):
 
 # ---- torch.compile: probed first, eager with one line where it cannot work -------------------------------
 
+@pytest.mark.slow
 def test_the_compile_probe_names_why_compile_cannot_work():
     """A C++ compiler that is not there: inductor's CPU code cannot be built, and the probe says so."""
     from runtime.device import compile_problem
