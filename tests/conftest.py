@@ -69,10 +69,8 @@ def run_dir(tiny_run_dir):
 
 
 def tiny_cfg(method: str = "supervised", **overrides):
-    """``config.tiny`` for ``method`` with ``overrides``."""
-    from config import load_config
-
-    return load_config("tiny", {"method": method, **overrides})
+    """``config.tiny`` for ``method`` with ``overrides``, resolved as ``tiny_config``."""
+    return tiny_config({"method": method, **overrides})
 
 
 def synthetic_spec(run_dir, **extra):
