@@ -5,7 +5,7 @@ as ``scripts/gpu-acceptance.sh`` trains it (supervised, then adversarial from th
   256 px): 22 GFLOP per image for a supervised step, 46 for an adversarial one (torch.utils.flop_counter).
 - The small-data recipe of ``config.cpu_small`` (its docstring gives the measurements behind it): sigma 2 at
   32 px, foreground-weighted MSE, milder augmentation, Adam at 1e-3.
-- batch 32, 10 DataLoader workers (a 16-core GPU box), decoded photos cached in RAM (about 0.5 GB).
+- batch 32, decoded photos cached in RAM (about 0.5 GB); DataLoader workers from the cores and GPUs.
 - amp stays ``auto``: bf16 on GPUs from compute capability 8.0, fp16 with loss scaling below.
 Not yet timed on a GPU (none was lent to the task that wrote it): at 100 TFLOP/s achieved, a supervised epoch
 is 1.8 s of arithmetic, so the input pipeline and validation will set the pace; the acceptance summary
@@ -28,7 +28,6 @@ OVERRIDES = {
     "epochs": 40,
     "lr_milestones": (32,),
     "batch_size": 32,
-    "workers": 10,
     "cache_images": True,
     "print_every": 50,
 }

@@ -20,6 +20,14 @@ Figures (images/s unless noted):
       on CUDA each batch size gets its own freshly compiled G.
   tflops_achieved / peak_fraction  FLOPs of one step (torch.utils.flop_counter) x optimized steps/s; the
       peak is --peak_tflops or the dense bf16 peak of a known GPU (PEAK_BF16_TFLOPS), else None.
+  photo_pipeline (--photo_pipeline, alone)  the input pipeline on generated 1280x720 JPEG photos with
+      MPII-like person boxes (datasets/photos.py), 256 px input / 64 px targets, the config's augmentation:
+      samples/s of one worker's work in this process and through a real DataLoader with N workers, for
+      the sample path of commit bd07612 ("baseline": whole-photo decode and RGB conversion, float images
+      and target maps through the loader), the direct path (reduced JPEG decode, crop-only conversion,
+      uint8 crops, targets drawn on the device) and the prepared path (scripts/prepare_crops.py).
+
+    python scripts/benchmark.py --photo_pipeline --json pipeline.json      # about 2 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -29,19 +37,26 @@ import contextlib
 import datetime
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402
+from torch.utils.data import default_collate  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from config import load_config, parse_overrides, preset_name  # noqa: E402
 from datasets import build_dataset  # noqa: E402
+from datasets.base import decode_factor, expand_batch  # noqa: E402
+from datasets.mpii import MPIIDataset  # noqa: E402
+from datasets.photos import JPEG_QUALITY, PHOTO_SIZE, write_photo_set  # noqa: E402
 from datasets.sampler import EpochSampler  # noqa: E402
 from inference.predict import predict_heatmaps  # noqa: E402
 from runtime.device import (  # noqa: E402
@@ -61,6 +76,7 @@ from training.build import (  # noqa: E402
     error_loss_params,
     place_nets,
 )
+from training.data import CompactSamples, resolve_workers, usable_cores  # noqa: E402
 from training.steps import StepContext, to_device, train_step  # noqa: E402
 from utils.errors import UserInputError, exit_on_user_error  # noqa: E402
 from utils.io import write_json  # noqa: E402
@@ -103,6 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default=",".join(METHODS), help="training steps to time (comma-separated)")
     p.add_argument("--skip_pipeline", action="store_true", help="only the model timings")
     p.add_argument("--skip_inference", action="store_true", help="no inference figures (each is a compile on CUDA)")
+    p.add_argument("--photo_pipeline", action="store_true",
+                   help="only the input pipeline on generated full-size photos: baseline, direct, prepared path")
+    p.add_argument("--photos", type=int, default=64, help="generated 1280x720 photos for --photo_pipeline")
+    p.add_argument("--photo_workers", default=None,
+                   help="comma-separated DataLoader worker counts for --photo_pipeline (default: 1 and the "
+                        "machine's default per rank)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     return p.parse_args(argv)
 
@@ -175,6 +197,158 @@ def measure_pipeline(args: argparse.Namespace, samples: int) -> dict:
     result["pipeline_loader_images_per_s_1_worker"] = n * batch / (time.perf_counter() - start)
     del it, loader
     return result
+
+
+# ---- input pipeline on full-size photos ------------------------------------------------------------------
+PHOTO_PATHS = ("baseline", "direct", "prepared")
+
+
+class BaselinePhotos(MPIIDataset):
+    """The sample path of commit bd07612, the reference of the speed-ups: each photo decoded whole and
+    converted to RGB whole (``read_image``), then the same warp, float normalisation and target maps."""
+
+    def load_source(self, index: int, factor: int) -> tuple[np.ndarray, int, bool]:
+        return self.load_image(index), 1, False
+
+
+def photo_datasets(root: str, prepared: str, res: int) -> dict[str, torch.utils.data.Dataset]:
+    """What a DataLoader worker runs on each path: float samples (baseline), compact samples (direct:
+    reduced decode; prepared: the crops), all with the default config's augmentation at ``res`` input."""
+    out = res // 4
+    cfg = load_config("default_config", {"input_res": res, "output_res": out, "sigma": 2.0 * out / 64})
+    pipeline = build_dataset("mpii", root, "train", cfg, train=True)
+    kwargs = {k: getattr(pipeline, k) for k in ("input_res", "output_res", "sigma", "mean", "std", "augmentation",
+                                                "seed")}
+    return {"baseline": BaselinePhotos(root, "train", **kwargs),
+            "direct": CompactSamples(pipeline),
+            "prepared": CompactSamples(build_dataset("mpii_prepared", prepared, "train", cfg, train=True))}
+
+
+def photo_keys(count: int, photos: int, start: int = 0) -> list[tuple[int, int]]:
+    """``count`` (index, epoch) keys cycling over the photos, a new epoch (new augmentation) each cycle."""
+    return [(i % photos, 1 + i // photos) for i in range(start, start + count)]
+
+
+def single_process_rate(dataset, photos: int, samples: int, repeats: int) -> float:
+    """Samples/s of ``dataset[key]`` in this process (one torch and one OpenCV thread, as in a worker)."""
+    for key in photo_keys(8, photos):
+        dataset[key]
+    rates = []
+    for r in range(repeats):
+        keys = photo_keys(samples, photos, r * samples)
+        start = time.perf_counter()
+        for key in keys:
+            dataset[key]
+        rates.append(samples / (time.perf_counter() - start))
+    return max(rates)
+
+
+def loader_rate(dataset, photos: int, workers: int, batch: int, samples: int, repeats: int, pin: bool) -> float:
+    """Samples/s through a real DataLoader with ``workers`` processes (collate, shared memory, hand-over to
+    this process; pinned for CUDA), best of ``repeats`` windows of ``samples``, after two batches of start-up."""
+    steps = max(1, samples // batch)
+    keys = photo_keys((2 + repeats * steps) * batch, photos)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=keys, num_workers=workers,
+                                         worker_init_fn=worker_init, prefetch_factor=4, pin_memory=pin)
+    it = iter(loader)
+    for _ in range(2):
+        next(it)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(it)
+        rates.append(steps * batch / (time.perf_counter() - start))
+    del it, loader
+    return max(rates)
+
+
+def expand_rate(dataset, batch: int, device: torch.device, repeats: int) -> float:
+    """Samples/s of ``expand_batch`` on ``device``: a compact batch's normalisation and target drawing, what
+    the training step adds in exchange for the compact transport."""
+    compact = default_collate([dataset[key] for key in photo_keys(batch, len(dataset))])
+    if device.type == "cuda":
+        compact = {k: v.pin_memory() for k, v in compact.items()}
+    return _best_rate(lambda: expand_batch(compact, device), batch, device, warmup=2, iters=5, repeats=repeats)
+
+
+def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, samples: int) -> dict:
+    """Every figure of the ``photo_pipeline`` record (see the module docstring)."""
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    batch = args.batch_size or 32
+    defaults = [1, resolve_workers(-1, device)]
+    workers = sorted({int(w) for w in args.photo_workers.split(",")} if args.photo_workers else
+                     {w for w in defaults if w > 0})
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    with tempfile.TemporaryDirectory(prefix="photo-pipeline-") as tmp:
+        root, prepared = os.path.join(tmp, "photos"), os.path.join(tmp, "prepared")
+        made = write_photo_set(root, {"train": args.photos})
+        start = time.perf_counter()
+        subprocess.run([sys.executable, os.path.join(REPO, "scripts", "prepare_crops.py"), "--dataset", "mpii",
+                        "--path", root, "--out", prepared, "--splits", "train", "--set",
+                        f"input_res={args.pipeline_res}", "--set", f"output_res={args.pipeline_res // 4}"],
+                       check=True, stdout=subprocess.DEVNULL)
+        prepare_seconds = time.perf_counter() - start
+        data = photo_datasets(root, prepared, args.pipeline_res)
+        direct = data["direct"].dataset
+        factors = [decode_factor(direct.ann.box_sizes[i] * direct._random_transform(
+            np.random.default_rng((direct.seed, epoch, i)))[1], direct.input_res) for i, epoch in
+            photo_keys(samples, args.photos)]
+        record = {
+            "photos": args.photos, "photo_size": list(PHOTO_SIZE), "jpeg_quality": JPEG_QUALITY,
+            "photo_kb_mean": made["bytes"] / args.photos / 1024,
+            "box_side_px": {k: float(np.percentile(made["box_sides"], q)) for k, q in
+                            (("p25", 25), ("median", 50), ("p75", 75))},
+            "input_res": args.pipeline_res, "output_res": args.pipeline_res // 4,
+            "augmentation": vars(direct.augmentation),
+            "decode_factor_share": {str(f): factors.count(f) / len(factors) for f in (1, 2, 4, 8)},
+            "prepared_side": int(data["prepared"].dataset.attrs["side"]), "prepare_seconds": prepare_seconds,
+            "prepared_kb_per_sample": os.path.getsize(os.path.join(prepared, "train.npy")) / args.photos / 1024,
+            "cpu_model": cpu_model_name(), "cpu_capability": cpu_capability(), "cores": usable_cores(),
+            "batch_size": batch, "samples_per_window": samples, "statistic": f"best of {repeats} windows",
+        }
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        try:
+            record["single_process_samples_per_s"] = {
+                path: single_process_rate(ds, args.photos, samples, repeats) for path, ds in data.items()}
+        finally:
+            torch.set_num_threads(threads)
+            cv2.setNumThreads(cv_threads)
+        loader = {path: {str(w): loader_rate(ds, args.photos, w, batch, samples, repeats, device.type == "cuda")
+                         for w in workers} for path, ds in data.items()}
+        record["device_expand_samples_per_s"] = expand_rate(data["direct"], batch, device, repeats)
+    record["loader_samples_per_s"] = loader
+    record["loader_samples_per_s_per_worker"] = {p: {w: v / int(w) for w, v in r.items()} for p, r in loader.items()}
+    single, base = record["single_process_samples_per_s"], loader["baseline"]
+    record["speedup_per_worker"] = {path: {"single_process": single[path] / single["baseline"],
+                                           **{f"loader_{w}": loader[path][w] / base[w] for w in base}}
+                                    for path in PHOTO_PATHS[1:]}
+    return record
+
+
+def finish_photo_record(record: dict, args: argparse.Namespace) -> dict:
+    """Print the photo-pipeline table and write the record (--json); returns it."""
+    r = record["photo_pipeline"]
+    record["load_average_at_end"] = _load_average()
+    size = "x".join(map(str, r["photo_size"]))
+    print(f"\ninput pipeline, {r['photos']} generated {size} JPEGs ({r['photo_kb_mean']:.0f} KB, box side median "
+          f"{r['box_side_px']['median']:.0f} px), {r['input_res']} px in / {r['output_res']} px targets, batch "
+          f"{r['batch_size']}; {r['cpu_model']}, {r['cores']} cores, {r['cpu_capability']}; load average "
+          f"{record['load_average_at_start']} -> {record['load_average_at_end']}")
+    widths = sorted(r["loader_samples_per_s"]["baseline"], key=int)
+    print(f"{'samples/s per worker':22s} {'in process':>10s} " + " ".join(f"{f'loader x{w}':>10s}" for w in widths))
+    for path in PHOTO_PATHS:
+        per = r["loader_samples_per_s_per_worker"][path]
+        print(f"{path:22s} {_fmt(r['single_process_samples_per_s'][path]):>10s} "
+              + " ".join(f"{_fmt(per[w]):>10s}" for w in widths))
+    print(f"decode factor share {r['decode_factor_share']}; device expansion {_fmt(r['device_expand_samples_per_s'])} "
+          f"samples/s; prepared crops {r['prepared_side']} px, {r['prepared_kb_per_sample']:.0f} KB each")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        write_json(args.json, record)
+        print(f"json: {args.json}")
+    return record
 
 
 # ---- models ----------------------------------------------------------------------------------------------
@@ -397,6 +571,9 @@ def main(argv: list[str] | None = None) -> dict:
         "timing": {**timing, "statistic": "best window"}, "quick": args.quick,
         "load_average_at_start": _load_average(),
     }
+    if args.photo_pipeline:  # the input pipeline alone
+        record["photo_pipeline"] = measure_photo_pipeline(args, device, samples)
+        return finish_photo_record(record, args)
     if not args.skip_pipeline:
         record["pipeline_res"] = args.pipeline_res
         record.update(measure_pipeline(args, samples))

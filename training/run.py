@@ -44,7 +44,7 @@ from training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from training.data import make_train_loader
+from training.data import make_train_loader, resolve_workers
 from training.rundir import RESTART, check_run_dir, prepare_run_dir
 from training.runlock import RunLock
 from training.runlog import RunLog
@@ -194,9 +194,9 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
         restore(run, ckpt, ckpt[LOADED_FROM])
     elif layout == RESTART:
         run.log.truncate_after(0)  # the stopped start's epoch lines, if it got that far, are not this run's
-    run.train_loader, run.sampler = make_train_loader(train_set, cfg, dist, spec, pin_memory=device.type == "cuda")
-    run.val_loader = make_eval_loader(val_set, cfg.batch_size, cfg.workers, dist, spec.max_val_samples,
-                                      pin_memory=device.type == "cuda")
+    run.train_loader, run.sampler = make_train_loader(train_set, cfg, dist, spec, device)
+    run.val_loader = make_eval_loader(val_set, cfg.batch_size, resolve_workers(cfg.workers, device), dist,
+                                      spec.max_val_samples, pin_memory=device.type == "cuda")
     return run
 
 
