@@ -34,8 +34,9 @@ CONFIG = {
     # keeps at least one decoded pixel per input pixel at the sample's zoom; a large photo's person box
     # often spans 2-4x the crop (MPII). Validation and test decode whole images.
     "reduced_decode": True,
-    # The training loader ships uint8 crops and joints; the step normalises the crops and draws the targets
-    # on its device (equal to the worker-drawn ones). False: float images and target maps from the workers.
+    # Training on a GPU: the loader ships uint8 crops and joints, and the step normalises the crops and draws
+    # the targets on the GPU (equal to the worker-drawn ones), a sixth of the bytes through shared memory.
+    # False, and on the CPU: float images and target maps from the workers.
     "device_targets": True,
     # --- generator (stacked multi-task hourglass) -----------------------------------------
     "num_stacks": 4,  # hourglass stacks (paper's G: 4)

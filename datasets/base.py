@@ -64,16 +64,12 @@ _JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"  # SOI (+ the next marker'
 _PADDING = b"\x00 \t\r\n"  # some writers pad a JPEG after its EOI marker
 
 
-def is_truncated_jpeg(path: str) -> bool:
-    """Whether ``path`` is a JPEG whose end marker is missing (a download or copy cut short).
-
-    OpenCV decodes such a file without error, filling the missing part grey, and libjpeg's warning
-    ("Premature end of JPEG file") names no file; reading 3 + 64 bytes finds it instead."""
-    return jpeg_state(path) == "truncated"
-
-
 def jpeg_state(path: str) -> str | None:
-    """"whole" or "truncated" (no end marker) for a JPEG file, None for any other file (3 + 64 bytes read)."""
+    """"whole" or "truncated" for a JPEG file, None for any other file.
+
+    A truncated JPEG (its end marker missing: a download or copy cut short) is decoded by OpenCV without
+    error, the missing part grey, and libjpeg's warning ("Premature end of JPEG file") names no file;
+    reading 3 + 64 bytes finds it instead."""
     with open(path, "rb") as f:
         if f.read(3) != _JPEG_START:
             return None
@@ -248,6 +244,9 @@ def eval_crop(image_rgb: np.ndarray, center: np.ndarray, side: float, input_res:
     return torch.from_numpy(normalise(crop, scale, offset)), affine
 
 
+_COMPACT_ONLY = ("pixel_scale", "pixel_offset", "heatmap_joints", "heatmap_size", "sigma")
+
+
 def full_sample(compact: dict) -> dict:
     """A ``compact_sample`` as ``__getitem__`` returns it: the normalised float image and both target maps,
     drawn here with NumPy (the worker's CPU)."""
@@ -262,9 +261,6 @@ def full_sample(compact: dict) -> dict:
     out["image"] = torch.from_numpy(normalise(crop, compact["pixel_scale"].numpy(), compact["pixel_offset"].numpy()))
     out["heatmaps"], out["occlusion"] = torch.from_numpy(heatmaps), torch.from_numpy(occlusion)
     return out
-
-
-_COMPACT_ONLY = ("pixel_scale", "pixel_offset", "heatmap_joints", "heatmap_size", "sigma")
 
 
 def expand_batch(batch: dict, device: torch.device) -> dict:
@@ -346,7 +342,8 @@ class PoseDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ann)
 
-    def _random_transform(self, rng: np.random.Generator) -> tuple[float, float, bool, np.ndarray, np.ndarray]:
+    def random_transform(self, rng: np.random.Generator) -> tuple[float, float, bool, np.ndarray, np.ndarray]:
+        """One draw of the augmentation: rotation (deg), zoom, flip, per-channel gain (3,), bias (3,)."""
         aug = self.augmentation
         rotation = rng.uniform(-aug.rotation, aug.rotation) if aug.rotation > 0 else 0.0
         zoom = rng.uniform(aug.scale_min, aug.scale_max)
@@ -369,7 +366,7 @@ class PoseDataset(torch.utils.data.Dataset):
         gain, bias = np.ones(3, np.float32), np.zeros(3, np.float32)
         if self.augmentation is not None:
             rng = np.random.default_rng((self.seed, epoch, index))
-            rotation, zoom, flip, gain, bias = self._random_transform(rng)
+            rotation, zoom, flip, gain, bias = self.random_transform(rng)
         span = ann.box_sizes[index] * zoom
         affine = crop_affine(ann.centers[index], span, self.input_res, rotation, flip)
         if self._cache is not None:

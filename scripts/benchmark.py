@@ -229,38 +229,57 @@ def photo_keys(count: int, photos: int, start: int = 0) -> list[tuple[int, int]]
     return [(i % photos, 1 + i // photos) for i in range(start, start + count)]
 
 
-def single_process_rate(dataset, photos: int, samples: int, repeats: int) -> float:
-    """Samples/s of ``dataset[key]`` in this process (one torch and one OpenCV thread, as in a worker)."""
-    for key in photo_keys(8, photos):
-        dataset[key]
-    rates = []
-    for r in range(repeats):
-        keys = photo_keys(samples, photos, r * samples)
-        start = time.perf_counter()
+def single_process_rate(dataset, photos: int, samples: int, start: int) -> float:
+    """Samples/s of ``dataset[key]`` over ``samples`` keys from the ``start``-th, in this process with one
+    torch and one OpenCV thread, as in a worker."""
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        for key in photo_keys(8, photos, start):
+            dataset[key]
+        keys = photo_keys(samples, photos, start + 8)
+        begin = time.perf_counter()
         for key in keys:
             dataset[key]
-        rates.append(samples / (time.perf_counter() - start))
-    return max(rates)
+        return samples / (time.perf_counter() - begin)
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
 
 
-def loader_rate(dataset, photos: int, workers: int, batch: int, samples: int, repeats: int, pin: bool) -> float:
+def loader_rate(dataset, photos: int, workers: int, batch: int, samples: int, pin: bool) -> float:
     """Samples/s through a real DataLoader with ``workers`` processes (collate, shared memory, hand-over to
-    this process; pinned for CUDA), best of ``repeats`` windows of ``samples``, after two batches of start-up."""
-    steps = max(1, samples // batch)
-    keys = photo_keys((2 + repeats * steps) * batch, photos)
+    this process; pinned for CUDA) over ``samples``. Before timing: two batches per worker of start-up, then
+    the batches the workers made meanwhile (``prefetch`` each), so that only batches made while timed count."""
+    prefetch, steps = 4, max(1, samples // batch)
+    warmup = (2 + prefetch) * workers
+    keys = photo_keys((warmup + steps) * batch, photos)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=keys, num_workers=workers,
-                                         worker_init_fn=worker_init, prefetch_factor=4, pin_memory=pin)
+                                         worker_init_fn=worker_init, prefetch_factor=prefetch, pin_memory=pin)
     it = iter(loader)
-    for _ in range(2):
+    for _ in range(warmup):
         next(it)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            next(it)
-        rates.append(steps * batch / (time.perf_counter() - start))
+    begin = time.perf_counter()
+    for _ in range(steps):
+        next(it)
+    rate = steps * batch / (time.perf_counter() - begin)
     del it, loader
-    return max(rates)
+    return rate
+
+
+def interleaved_rates(data: dict, photos: int, workers: list[int], batch: int, samples: int, rounds: int,
+                      pin: bool) -> tuple[dict, dict]:
+    """Best single-process and DataLoader samples/s of each path over ``rounds`` rounds, each round timing every
+    path once in turn, so that a load that comes and goes on a shared machine falls on all paths alike."""
+    single = {path: 0.0 for path in data}
+    loader = {path: {str(w): 0.0 for w in workers} for path in data}
+    for r in range(rounds):
+        for path, ds in data.items():
+            single[path] = max(single[path], single_process_rate(ds, photos, samples, r * (samples + 8)))
+            for w in workers:
+                loader[path][str(w)] = max(loader[path][str(w)], loader_rate(ds, photos, w, batch, samples, pin))
+    return single, loader
 
 
 def expand_rate(dataset, batch: int, device: torch.device, repeats: int) -> float:
@@ -279,7 +298,6 @@ def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, sampl
     defaults = [1, resolve_workers(-1, device)]
     workers = sorted({int(w) for w in args.photo_workers.split(",")} if args.photo_workers else
                      {w for w in defaults if w > 0})
-    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     with tempfile.TemporaryDirectory(prefix="photo-pipeline-") as tmp:
         root, prepared = os.path.join(tmp, "photos"), os.path.join(tmp, "prepared")
         made = write_photo_set(root, {"train": args.photos})
@@ -291,7 +309,7 @@ def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, sampl
         prepare_seconds = time.perf_counter() - start
         data = photo_datasets(root, prepared, args.pipeline_res)
         direct = data["direct"].dataset
-        factors = [decode_factor(direct.ann.box_sizes[i] * direct._random_transform(
+        factors = [decode_factor(direct.ann.box_sizes[i] * direct.random_transform(
             np.random.default_rng((direct.seed, epoch, i)))[1], direct.input_res) for i, epoch in
             photo_keys(samples, args.photos)]
         record = {
@@ -302,21 +320,14 @@ def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, sampl
             "input_res": args.pipeline_res, "output_res": args.pipeline_res // 4,
             "augmentation": vars(direct.augmentation),
             "decode_factor_share": {str(f): factors.count(f) / len(factors) for f in (1, 2, 4, 8)},
-            "prepared_side": int(data["prepared"].dataset.attrs["side"]), "prepare_seconds": prepare_seconds,
+            "prepared_side": int(data["prepared"].dataset.attrs["side"]), "prepare_script_seconds": prepare_seconds,
             "prepared_kb_per_sample": os.path.getsize(os.path.join(prepared, "train.npy")) / args.photos / 1024,
             "cpu_model": cpu_model_name(), "cpu_capability": cpu_capability(), "cores": usable_cores(),
-            "batch_size": batch, "samples_per_window": samples, "statistic": f"best of {repeats} windows",
+            "batch_size": batch, "samples_per_window": samples,
+            "statistic": f"best of {repeats} windows, the paths taking turns",
         }
-        torch.set_num_threads(1)
-        cv2.setNumThreads(1)
-        try:
-            record["single_process_samples_per_s"] = {
-                path: single_process_rate(ds, args.photos, samples, repeats) for path, ds in data.items()}
-        finally:
-            torch.set_num_threads(threads)
-            cv2.setNumThreads(cv_threads)
-        loader = {path: {str(w): loader_rate(ds, args.photos, w, batch, samples, repeats, device.type == "cuda")
-                         for w in workers} for path, ds in data.items()}
+        record["single_process_samples_per_s"], loader = interleaved_rates(
+            data, args.photos, workers, batch, samples, repeats, device.type == "cuda")
         record["device_expand_samples_per_s"] = expand_rate(data["direct"], batch, device, repeats)
     record["loader_samples_per_s"] = loader
     record["loader_samples_per_s_per_worker"] = {p: {w: v / int(w) for w, v in r.items()} for p, r in loader.items()}

@@ -234,3 +234,41 @@ def test_photo_pipeline_benchmark_writes_every_figure(tmp_path):
     assert r["photo_size"] == [1280, 720] and r["input_res"] == 256 and r["prepared_side"] == 440
     assert abs(sum(r["decode_factor_share"].values()) - 1) < 1e-9 and r["cpu_capability"]
     assert "prepared" in proc.stdout and "samples/s per worker" in proc.stdout
+
+
+def test_the_train_loader_ships_compact_samples_to_a_gpu_only(photos):
+    """On a GPU the step draws the targets; on the CPU the workers still do (cheaper there than torch's ops)."""
+    from types import SimpleNamespace
+
+    from runtime.distributed import DistInfo
+    from training.data import CompactSamples, make_train_loader
+
+    cfg = load_config("default_config", {"workers": 1})
+    ds = build_dataset("mpii", photos, "train", cfg, train=True)
+    spec = SimpleNamespace(max_train_samples=None, skip_bad_images=False)
+    gpu, _ = make_train_loader(ds, cfg, DistInfo(), spec, torch.device("cuda"))
+    cpu, _ = make_train_loader(ds, cfg, DistInfo(), spec, torch.device("cpu"))
+    assert isinstance(gpu.dataset, CompactSamples) and gpu.pin_memory and gpu.persistent_workers
+    assert cpu.dataset is ds and not cpu.pin_memory and cpu.persistent_workers
+    off, _ = make_train_loader(ds, cfg.with_overrides({"device_targets": False}), DistInfo(), spec,
+                               torch.device("cuda"))
+    assert off.dataset is ds
+
+
+CUDA = torch.device(os.environ.get("POSE_CUDA_TESTS_DEVICE", "cuda"))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(CUDA.type == "cuda" and not torch.cuda.is_available(), reason="needs CUDA")
+def test_compact_batch_expands_on_the_gpu_as_the_workers_draw(photos):
+    """The GPU's own float ops (pinned, non-blocking copies) give the batch the CPU workers would have sent."""
+    cfg = load_config("default_config")
+    ds = build_dataset("mpii", photos, "train", cfg, train=True)
+    keys = [(i, 4) for i in range(6)]
+    compact = {k: v.pin_memory() if CUDA.type == "cuda" else v
+               for k, v in default_collate([ds.compact_sample(k) for k in keys]).items()}
+    want = default_collate([ds[k] for k in keys])
+    got = to_device(compact, StepContext(CUDA, None, {}, 0.0, channels_last=True))
+    assert got["image"].device.type == CUDA.type and got["image"].is_contiguous(memory_format=torch.channels_last)
+    for key in ("image", "heatmaps", "occlusion", "joints", "annotated", "affine", "ref_length"):
+        torch.testing.assert_close(got[key].cpu(), want[key], rtol=1e-6, atol=1e-6, msg=key)

@@ -98,11 +98,12 @@ def make_train_loader(dataset: PoseDataset, cfg: Config, dist_info: DistInfo, sp
 
     ``cfg.workers`` per rank (-1: ``default_workers`` for this machine). Workers persist across epochs
     (started once, not re-forked per epoch); they are daemonic children of the trainer and end with it.
-    With ``cfg.device_targets`` the samples are compact (``CompactSamples``); memory is pinned for a
-    CUDA ``device``."""
+    For a CUDA ``device`` memory is pinned and, with ``cfg.device_targets``, the samples are compact
+    (``CompactSamples``). On the CPU the workers keep normalising and drawing: there the expansion would run
+    on the cores the training step needs, and torch's float ops cost 1.3-4x the workers' table look-up."""
     # --max_train_samples N: the sampler draws from the first N samples only
     size = len(dataset) if spec.max_train_samples is None else min(spec.max_train_samples, len(dataset))
-    data = CompactSamples(dataset) if cfg.device_targets else dataset
+    data = CompactSamples(dataset) if cfg.device_targets and device.type == "cuda" else dataset
     data = SkipBadImages(data) if spec.skip_bad_images else data
     sampler = EpochSampler(size, shuffle=True, seed=cfg.seed, rank=dist_info.rank,
                            world_size=dist_info.world_size, drop_last=True)
