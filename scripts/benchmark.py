@@ -37,6 +37,7 @@ import contextlib
 import datetime
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -269,17 +270,24 @@ def loader_rate(dataset, photos: int, workers: int, batch: int, samples: int, pi
 
 
 def interleaved_rates(data: dict, photos: int, workers: list[int], batch: int, samples: int, rounds: int,
-                      pin: bool) -> tuple[dict, dict]:
+                      pin: bool) -> tuple[dict, dict, dict]:
     """Best single-process and DataLoader samples/s of each path over ``rounds`` rounds, each round timing every
-    path once in turn, so that a load that comes and goes on a shared machine falls on all paths alike."""
+    path once in turn, so that a load that comes and goes on a shared machine falls on all paths alike. A
+    DataLoader that fails (a container's small /dev/shm: a worker killed by SIGBUS) gets None and its error."""
     single = {path: 0.0 for path in data}
-    loader = {path: {str(w): 0.0 for w in workers} for path in data}
+    loader: dict = {path: {str(w): 0.0 for w in workers} for path in data}
+    errors = {}
     for r in range(rounds):
         for path, ds in data.items():
             single[path] = max(single[path], single_process_rate(ds, photos, samples, r * (samples + 8)))
             for w in workers:
-                loader[path][str(w)] = max(loader[path][str(w)], loader_rate(ds, photos, w, batch, samples, pin))
-    return single, loader
+                if loader[path][str(w)] is None:
+                    continue
+                try:
+                    loader[path][str(w)] = max(loader[path][str(w)], loader_rate(ds, photos, w, batch, samples, pin))
+                except RuntimeError as err:
+                    loader[path][str(w)], errors[f"{path}/{w}"] = None, str(err).strip().splitlines()[0]
+    return single, loader, errors
 
 
 def expand_rate(dataset, batch: int, device: torch.device, repeats: int) -> float:
@@ -323,19 +331,25 @@ def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, sampl
             "prepared_side": int(data["prepared"].dataset.attrs["side"]), "prepare_script_seconds": prepare_seconds,
             "prepared_kb_per_sample": os.path.getsize(os.path.join(prepared, "train.npy")) / args.photos / 1024,
             "cpu_model": cpu_model_name(), "cpu_capability": cpu_capability(), "cores": usable_cores(),
+            "shm_bytes": shutil.disk_usage("/dev/shm").total if os.path.isdir("/dev/shm") else None,
             "batch_size": batch, "samples_per_window": samples,
             "statistic": f"best of {repeats} windows, the paths taking turns",
         }
-        record["single_process_samples_per_s"], loader = interleaved_rates(
+        record["single_process_samples_per_s"], loader, record["loader_errors"] = interleaved_rates(
             data, args.photos, workers, batch, samples, repeats, device.type == "cuda")
         record["device_expand_samples_per_s"] = expand_rate(data["direct"], batch, device, repeats)
     record["loader_samples_per_s"] = loader
-    record["loader_samples_per_s_per_worker"] = {p: {w: v / int(w) for w, v in r.items()} for p, r in loader.items()}
+    record["loader_samples_per_s_per_worker"] = {p: {w: _ratio(v, int(w)) for w, v in r.items()}
+                                                 for p, r in loader.items()}
     single, base = record["single_process_samples_per_s"], loader["baseline"]
     record["speedup_per_worker"] = {path: {"single_process": single[path] / single["baseline"],
-                                           **{f"loader_{w}": loader[path][w] / base[w] for w in base}}
+                                           **{f"loader_{w}": _ratio(loader[path][w], base[w]) for w in base}}
                                     for path in PHOTO_PATHS[1:]}
     return record
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
 
 
 def finish_photo_record(record: dict, args: argparse.Namespace) -> dict:
@@ -353,7 +367,10 @@ def finish_photo_record(record: dict, args: argparse.Namespace) -> dict:
         per = r["loader_samples_per_s_per_worker"][path]
         print(f"{path:22s} {_fmt(r['single_process_samples_per_s'][path]):>10s} "
               + " ".join(f"{_fmt(per[w]):>10s}" for w in widths))
-    print(f"decode factor share {r['decode_factor_share']}; device expansion {_fmt(r['device_expand_samples_per_s'])} "
+    for where, error in r["loader_errors"].items():
+        print(f"loader {where} failed: {error}")
+    shares = ", ".join(f"1/{f} {v:.0%}" for f, v in r["decode_factor_share"].items())
+    print(f"direct path decodes at {shares}; device expansion {_fmt(r['device_expand_samples_per_s'])} "
           f"samples/s; prepared crops {r['prepared_side']} px, {r['prepared_kb_per_sample']:.0f} KB each")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

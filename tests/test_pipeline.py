@@ -231,6 +231,7 @@ def test_photo_pipeline_benchmark_writes_every_figure(tmp_path):
     for path in ("baseline", "direct", "prepared"):
         assert r["single_process_samples_per_s"][path] > 0 and r["loader_samples_per_s_per_worker"][path]["1"] > 0
     assert set(r["speedup_per_worker"]) == {"direct", "prepared"} and r["device_expand_samples_per_s"] > 0
+    assert r["loader_errors"] == {}
     assert r["photo_size"] == [1280, 720] and r["input_res"] == 256 and r["prepared_side"] == 440
     assert abs(sum(r["decode_factor_share"].values()) - 1) < 1e-9 and r["cpu_capability"]
     assert "prepared" in proc.stdout and "samples/s per worker" in proc.stdout
