@@ -21,13 +21,13 @@ Figures (images/s unless noted):
   tflops_achieved / peak_fraction  FLOPs of one step (torch.utils.flop_counter) x optimized steps/s; the
       peak is --peak_tflops or the dense bf16 peak of a known GPU (PEAK_BF16_TFLOPS), else None.
   photo_pipeline (--photo_pipeline, alone)  the input pipeline on generated 1280x720 JPEG photos with
-      MPII-like person boxes (datasets/photos.py), 256 px input / 64 px targets, the config's augmentation:
+      MPII-like person boxes (datasets/photos.py), 256 px input / 64 px targets, the default augmentation:
       samples/s of one worker's work in this process and through a real DataLoader with N workers, for
       the sample path of commit bd07612 ("baseline": whole-photo decode and RGB conversion, float images
       and target maps through the loader), the direct path (reduced JPEG decode, crop-only conversion,
       uint8 crops, targets drawn on the device) and the prepared path (scripts/prepare_crops.py).
 
-    python scripts/benchmark.py --photo_pipeline --json pipeline.json      # about 2 minutes on 2 cores
+    python scripts/benchmark.py --photo_pipeline --json pipeline.json      # about 40 s on 2 cores
 """
 
 from __future__ import annotations
@@ -69,7 +69,14 @@ from runtime.device import (  # noqa: E402
     strict_fp32,
     use_device,
 )
-from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init  # noqa: E402
+from runtime.system import (  # noqa: E402
+    MALLOC_ENV,
+    cpu_model_name,
+    seed_everything,
+    single_threaded_opencv,
+    tune_malloc,
+    worker_init,
+)
 from training.build import (  # noqa: E402
     adversarial_params,
     build_nets,
@@ -335,6 +342,7 @@ def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, sampl
             "batch_size": batch, "samples_per_window": samples,
             "statistic": f"best of {repeats} windows, the paths taking turns",
         }
+        single_threaded_opencv()  # as the trainer does before its workers fork
         record["single_process_samples_per_s"], loader, record["loader_errors"] = interleaved_rates(
             data, args.photos, workers, batch, samples, repeats, device.type == "cuda")
         record["device_expand_samples_per_s"] = expand_rate(data["direct"], batch, device, repeats)

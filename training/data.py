@@ -15,7 +15,7 @@ from runtime.distributed import DistInfo
 from runtime.system import WorkerLoader, single_threaded_opencv, worker_init
 from utils.errors import UserInputError
 
-# per rank: 8 direct-path workers make ~2,800 samples/s at this project's VM's per-worker rate, above the
+# per rank: 8 direct-path workers make ~2,600 samples/s at this project's VM's per-worker rate, above the
 # ~2,100 images/s an H100 trains config.newell8 at 35% of its peak (docs/performance.md)
 MAX_WORKERS = 8
 
