@@ -9,8 +9,9 @@ decoded pixel per crop pixel.
 
 A prepared folder holds, per split, ``<split>.npy`` (N, side, side, 3) uint8, which DataLoader workers
 memory-map, and ``<split>.h5``: the annotations in crop px (the crop is a similarity of the photo: joints
-and box centre mapped, box side and metric reference length scaled, so PCK/PCKh are the photo's) and, as
-attributes, what the crops were made for. ``PreparedMPII`` and ``PreparedLSP`` read it as any other dataset
+and box centre mapped, box side and metric reference length scaled, so PCK/PCKh are the photo's), each
+crop's ``affines`` (photo px -> crop px, to take predictions back to the photo) and, as attributes, what
+the crops were made for. ``PreparedMPII`` and ``PreparedLSP`` read it as any other dataset
 (``--dataset mpii_prepared --path <folder>``, ``lsp_prepared`` for LSP and LSPET); ``scripts/prepare_crops.py``
 writes it.
 """

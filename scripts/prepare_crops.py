@@ -85,8 +85,9 @@ def write_split(dataset, out: str, cfg, workers: int) -> tuple[str, int]:
             crops[i], affines[i] = crop.numpy(), affine.numpy()
         crops.flush()
         del crops
-    attrs = crop_attrs(dataset.spec, cfg.input_res, side, cfg.scale_max, cfg.rotation, dataset.ann.labelled,
-                       f"{os.path.abspath(dataset.root) if hasattr(dataset, 'root') else 'generated'}:{dataset.split}")
+    root = getattr(dataset, "root", None)  # a generated dataset (synthetic) has no folder
+    source = f"{os.path.abspath(root) if root else 'synthetic'}:{dataset.split}"
+    attrs = crop_attrs(dataset.spec, cfg.input_res, side, cfg.scale_max, cfg.rotation, dataset.ann.labelled, source)
     with atomic_output(ann_path) as tmp:
         write_annotations(tmp, prepared_annotations(dataset.ann, affines, cfg.input_res), attrs)
     return crops_path, os.path.getsize(crops_path)
