@@ -28,6 +28,14 @@ CONFIG = {
     "synthetic_canvas": 256,  # side in px of each synthetic image as drawn
     "synthetic_seed": 0,  # base seed of the synthetic dataset (train and val use disjoint streams)
     "cache_images": False,  # keep decoded images in RAM (worthwhile for small sets such as lspet-mini)
+    # Training only: decode a JPEG at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled decoding) when the crop
+    # keeps at least one decoded pixel per input pixel at the sample's zoom; a large photo's person box
+    # often spans 2-4x the crop (MPII). Validation and test decode whole images.
+    "reduced_decode": True,
+    # Training on a GPU: the loader ships uint8 crops and joints, and the step normalises the crops and draws
+    # the targets on the GPU (equal to the worker-drawn ones), a sixth of the bytes through shared memory.
+    # False, and on the CPU: float images and target maps from the workers.
+    "device_targets": True,
     # --- generator (stacked multi-task hourglass) -----------------------------------------
     "num_stacks": 4,  # hourglass stacks (paper's G: 4)
     "channels": 512,  # residual feature channels (paper's G: 512; Newell: 256)
@@ -99,7 +107,7 @@ CONFIG = {
     "heatmap_fg_weight": 0.0,  # squared errors weighted by 1 + w * target heatmap (paper: 0, plain MSE)
     "grad_clip": 0.0,  # max global grad norm; 0 disables
     # --- runtime -------------------------------------------------------------------------
-    "workers": 2,  # DataLoader worker processes
+    "workers": -1,  # DataLoader worker processes per rank; -1 = from the cores and GPUs (training/data.py)
     # auto | bf16 | fp16 | off. auto: CUDA bf16 from compute capability 8.0, fp16 below; CPU bf16 only where it
     # runs natively (AMX or AVX512-BF16), fp32 elsewhere (runtime/device.py: choose_precision)
     "amp": "auto",
@@ -147,5 +155,5 @@ RANGES = {
     "lr": (1e-12, 10.0), "weight_decay": (0.0, 1.0), "momentum": (0.0, 0.999999), "lr_gamma": (1e-6, 1.0),
     "epochs": (1, None), "batch_size": (1, None), "heatmap_fg_weight": (0.0, None), "grad_clip": (0.0, None),
     "lr_base_batch": (0, None),
-    "workers": (0, 256), "checkpoint_every": (0, None), "print_every": (1, None), "seed": (0, 2**63 - 1),
+    "workers": (-1, 256), "checkpoint_every": (0, None), "print_every": (1, None), "seed": (0, 2**63 - 1),
 }

@@ -5,7 +5,7 @@ as ``scripts/gpu-acceptance.sh`` trains it (supervised, then adversarial from th
   256 px): 22 GFLOP per image for a supervised step, 46 for an adversarial one (torch.utils.flop_counter).
 - The small-data recipe of ``config.cpu_small`` (its docstring gives the measurements behind it): sigma 2 at
   32 px, foreground-weighted MSE, milder augmentation, Adam at 1e-3.
-- ``batch_size`` 32 per GPU (per process), 10 DataLoader workers (a 16-core GPU box), decoded photos cached
+- ``batch_size`` 32 per GPU (per process), DataLoader workers from the cores and GPUs, decoded photos cached
   in RAM (about 0.5 GB). At 22 GFLOP per image a step of 8 would be about 1 ms of H100 arithmetic against
   several ms of kernel launches (some 800 modules); 32 still gives lspet-9k's 8,100 photos about 250 steps
   per epoch (10,000 in 40 epochs).
@@ -36,7 +36,6 @@ OVERRIDES = {
     "batch_size": 32,
     "lr_base_batch": 16,
     "compile": True,
-    "workers": 10,
     "cache_images": True,
     "print_every": 50,
 }

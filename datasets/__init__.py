@@ -1,7 +1,9 @@
 """Datasets: each one's files -> ``Annotations`` in original-image px, and one sample pipeline for all.
 
 ``base``: the pipeline (affine crop, normalisation, heatmaps) and ``eval_crop``; ``mpii``, ``lsp``
-(LSP, LSPET), ``synthetic``: the loaders; ``skeleton``: joint names, flips, limbs, metric groups;
+(LSP, LSPET), ``synthetic``, ``prepared`` (person-centred crops written once, read as ``mpii_prepared`` or
+``lsp_prepared``): the loaders; ``photos``: generated MPII-like photos for the pipeline benchmark;
+``skeleton``: joint names, flips, limbs, metric groups;
 ``sampler``: the epoch-seeded sharded sampler. Here: the name -> class table and ``build_dataset``,
 which turns a config into constructor arguments."""
 
@@ -11,6 +13,7 @@ from config import Config
 from datasets.base import Augmentation, PoseDataset
 from datasets.lsp import LSPDataset, LSPETDataset
 from datasets.mpii import MPIIDataset
+from datasets.prepared import PreparedLSP, PreparedMPII
 from datasets.synthetic import SyntheticDataset
 from utils.errors import UserInputError
 
@@ -19,10 +22,13 @@ DATASETS: dict[str, type[PoseDataset]] = {
     "lsp": LSPDataset,
     "lspet": LSPETDataset,
     "synthetic": SyntheticDataset,
+    "mpii_prepared": PreparedMPII,  # person-centred crops written by scripts/prepare_crops.py
+    "lsp_prepared": PreparedLSP,  # the same of LSP or LSPET
 }
 
 # The split each dataset is validated / tested on by default.
-DEFAULT_VAL_SPLIT = {"mpii": "valid", "lsp": "test", "lspet": "val", "synthetic": "val"}
+DEFAULT_VAL_SPLIT = {"mpii": "valid", "lsp": "test", "lspet": "val", "synthetic": "val",
+                     "mpii_prepared": "valid", "lsp_prepared": "val"}
 
 
 def dataset_class(name: str) -> type[PoseDataset]:
@@ -44,6 +50,7 @@ def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: b
         "mean": cfg.mean,
         "std": cfg.std,
         "seed": cfg.seed,
+        "reduced_decode": train and cfg.reduced_decode,
         "augmentation": Augmentation(
             rotation=cfg.rotation,
             scale_min=cfg.scale_min,
@@ -58,7 +65,7 @@ def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: b
         size = cfg.synthetic_train_size if split == "train" else cfg.synthetic_val_size
         ds = cls(split=split, size=size, base_seed=cfg.synthetic_seed, canvas=cfg.synthetic_canvas,
                  box_margin=cfg.box_margin, **pipeline)
-    elif name == "mpii":
+    elif name in ("mpii", "mpii_prepared", "lsp_prepared"):
         ds = cls(root=_need_path(path, name), split=split, **pipeline)
     else:
         ds = cls(root=_need_path(path, name), split=split, box_margin=cfg.box_margin, **pipeline)

@@ -1,12 +1,17 @@
 """The sample pipeline shared by every dataset: one decode, one affine warp, targets, tensors.
 
 A dataset subclass supplies ``Annotations`` (joints in original-image px plus the person box) and
-``load_image``; ``PoseDataset.__getitem__`` turns index ``i`` into the sample dict below.
+``load_image`` (or ``image_path``); ``PoseDataset.__getitem__`` turns index ``i`` into the sample dict below.
 
 Sample keys (J joints, R = input_res, r = output_res):
     image (3, R, R) float32 normalised RGB | heatmaps, occlusion (J, r, r) float32 in [0, 1]
     joints (J, 2) input-crop px | visible, annotated (J,) float32 0/1
     affine (2, 3) float64, original px -> input-crop px | index int | ref_length float (metric reference, original px)
+
+``compact_sample`` is the same sample as the training loader ships it, a quarter of the bytes: ``image``
+(R, R, 3) uint8 RGB with ``pixel_scale``/``pixel_offset`` (3,) float32 (normalised = pixel * scale + offset),
+``heatmap_joints`` (J, 2) float64 heatmap px, ``heatmap_size`` and ``sigma`` instead of the two target maps;
+``expand_batch`` turns a batch of them into the sample above on the training device.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import torch
 from datasets.skeleton import JointSpec
 from storage.io import NOT_FOUND, file_problem
 from utils.errors import UserInputError
-from utils.geometry import apply_affine, crop_affine, input_to_heatmap
-from utils.heatmaps import draw_gaussians
+from utils.geometry import apply_affine, crop_affine, decoded_affine, input_to_heatmap
+from utils.heatmaps import draw_gaussians, draw_gaussians_torch
 
 
 @dataclass
@@ -59,17 +64,18 @@ _JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"  # SOI (+ the next marker'
 _PADDING = b"\x00 \t\r\n"  # some writers pad a JPEG after its EOI marker
 
 
-def is_truncated_jpeg(path: str) -> bool:
-    """Whether ``path`` is a JPEG whose end marker is missing (a download or copy cut short).
+def jpeg_state(path: str) -> str | None:
+    """"whole" or "truncated" for a JPEG file, None for any other file.
 
-    OpenCV decodes such a file without error, filling the missing part grey, and libjpeg's warning
-    ("Premature end of JPEG file") names no file; reading 3 + 64 bytes finds it instead."""
+    A truncated JPEG (its end marker missing: a download or copy cut short) is decoded by OpenCV without
+    error, the missing part grey, and libjpeg's warning ("Premature end of JPEG file") names no file;
+    reading 3 + 64 bytes finds it instead."""
     with open(path, "rb") as f:
         if f.read(3) != _JPEG_START:
-            return False
+            return None
         f.seek(0, os.SEEK_END)
         f.seek(max(f.tell() - 64, 3))
-        return not f.read().rstrip(_PADDING).endswith(_JPEG_END)
+        return "whole" if f.read().rstrip(_PADDING).endswith(_JPEG_END) else "truncated"
 
 
 def image_problem(path: str) -> str | None:
@@ -83,23 +89,41 @@ def image_problem(path: str) -> str | None:
     return f"image {path} is {problem}; expected an image file"
 
 
-def read_image(path: str) -> np.ndarray:
-    """Decode an image file to (H, W, 3) uint8 RGB, or raise a one-line UserInputError naming it
-    (``image_problem``, a file OpenCV cannot decode, or a truncated JPEG)."""
+# cv2.imread flags of libjpeg's scaled decoding: the IDCT itself outputs 1/2, 1/4 or 1/8 of the pixels
+_REDUCED_READ = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def decode_image(path: str, factor: int = 1) -> tuple[np.ndarray, int]:
+    """Decode an image file to (H, W, 3) uint8 BGR, a JPEG at 1/``factor`` of each side (1, 2, 4 or 8) and
+    any other format whole; returns the image and the factor applied. Raises a one-line UserInputError
+    naming the file (``image_problem``, a file OpenCV cannot decode, or a truncated JPEG)."""
     problem = image_problem(path)
     if problem is not None:
         raise UserInputError(problem)
     try:
-        truncated = is_truncated_jpeg(path)
+        state = jpeg_state(path)
     except OSError as err:
         raise UserInputError(f"cannot read image: {path} ({err.strerror})") from None
-    if truncated:
+    if state == "truncated":
         raise UserInputError(f"truncated image: {path} (a JPEG without its end marker: cut short on copy or "
                              f"download)")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    factor = factor if state == "whole" else 1  # other formats would be decoded whole, then resized
+    image = cv2.imread(path, _REDUCED_READ[factor])
     if image is None:
         raise UserInputError(f"cannot decode image: {path} (expected a JPEG/PNG file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image, factor
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image file to (H, W, 3) uint8 RGB; errors as ``decode_image``."""
+    return cv2.cvtColor(decode_image(path)[0], cv2.COLOR_BGR2RGB)
+
+
+def decode_factor(span: float, input_res: int) -> int:
+    """The largest JPEG decode reduction, 1, 2, 4 or 8, that leaves at least one decoded pixel per crop
+    pixel when a crop of ``input_res`` px spans ``span`` original px (the person box times the zoom)."""
+    return next(f for f in (8, 4, 2, 1) if span >= f * input_res or f == 1)
 
 
 MAX_COORD = 1e5  # px: beyond any photo's size; a coordinate past it is corrupt, not a position
@@ -155,10 +179,8 @@ _LEVELS = np.arange(256, dtype=np.float32)[:, None]  # (256, 1) every uint8 valu
 
 
 def warp_source(image: np.ndarray, input_res: int) -> np.ndarray:
-    """RGB image -> what ``warp`` reads: RGBA when the image is small (at most 4x the crop's pixels).
-
-    OpenCV's 4-channel bilinear warp is ~2.5x faster than its 3-channel one and gives the same RGB
-    values (channels are interpolated independently); for small sources the conversion costs far less."""
+    """RGB image -> what the decoded-image cache keeps: RGBA when the image is small (at most 4x the crop's
+    pixels), so that ``warp_crop`` takes OpenCV's 4-channel warp without converting it each time."""
     small = image.shape[0] * image.shape[1] <= 4 * input_res**2
     if image.ndim == 3 and image.shape[2] == 3 and small:
         return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
@@ -166,17 +188,41 @@ def warp_source(image: np.ndarray, input_res: int) -> np.ndarray:
 
 
 def warp(source: np.ndarray, affine: np.ndarray, input_res: int) -> np.ndarray:
-    """The (R, R, 3 or 4) uint8 crop of a ``warp_source`` image through ``affine`` (original px -> crop px)."""
+    """The (R, R, C) uint8 crop of ``source`` through ``affine`` (source px -> crop px), bilinear, zero outside."""
     return cv2.warpAffine(source, affine, (input_res, input_res), flags=cv2.INTER_LINEAR)
 
 
-def normalise(crop: np.ndarray, gain: np.ndarray, bias: np.ndarray, mean, std) -> np.ndarray:
-    """(R, R, 3|4) uint8 -> (3, R, R) float32 ``(pixel / 255 * gain + bias - mean) / std`` per channel.
+def warp_crop(source: np.ndarray, affine: np.ndarray, input_res: int, bgr: bool = False) -> np.ndarray:
+    """The (R, R, 3) uint8 RGB crop of a (H, W, 3) RGB or BGR (``bgr``) or (H, W, 4) RGBA image through
+    ``affine`` (source px -> crop px).
+
+    The warp reads only the source pixels it samples, and a BGR image is put in RGB order on the crop's
+    R^2 pixels, not on the whole frame. A small image (at most 4x the crop's pixels) is converted to RGBA
+    first: OpenCV's 4-channel bilinear warp is up to 2x faster than its 3-channel one and gives the same
+    values, each channel being interpolated on its own; for a larger image the conversion would cost more
+    than it saves."""
+    if source.shape[2] == 3 and source.shape[0] * source.shape[1] <= 4 * input_res**2:
+        source, bgr = cv2.cvtColor(source, cv2.COLOR_BGR2RGBA if bgr else cv2.COLOR_RGB2RGBA), False
+    crop = warp(source, affine, input_res)
+    if crop.shape[2] == 4:
+        return cv2.cvtColor(crop, cv2.COLOR_RGBA2RGB)
+    return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB) if bgr else crop
+
+
+def pixel_transform(gain: np.ndarray, bias: np.ndarray, mean, std) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, offset), (3,) float32 each, such that the normalised value of a uint8 pixel is
+    ``pixel * scale + offset`` = ``(pixel / 255 * gain + bias - mean) / std``: colour jitter and
+    normalisation in one multiply-add."""
+    inv_std = 1.0 / np.asarray(std, np.float32)
+    return gain * inv_std / 255.0, (bias - np.asarray(mean, np.float32)) * inv_std
+
+
+def normalise(crop: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """(R, R, 3|4) uint8 -> (3, R, R) float32 ``pixel * scale + offset`` per channel (``pixel_transform``).
 
     The multiply-add is evaluated once per uint8 level (a 256-entry table per channel, bit-identical to
     applying it to every pixel) and looked up by ``cv2.LUT`` straight into channel-first planes."""
-    inv_std = 1.0 / np.asarray(std, np.float32)
-    table = _LEVELS * (gain * inv_std / 255.0) + (bias - np.asarray(mean, np.float32)) * inv_std  # (256, 3)
+    table = _LEVELS * scale + offset  # (256, 3)
     out = np.empty((3, *crop.shape[:2]), np.float32)
     planes = cv2.split(crop)
     for c in range(3):
@@ -193,9 +239,49 @@ def eval_crop(image_rgb: np.ndarray, center: np.ndarray, side: float, input_res:
     The square of ``side`` original px around ``center`` (pixel-centre coordinates), no rotation, flip or
     colour jitter: exactly what every dataset's ``__getitem__`` returns without augmentation."""
     affine = crop_affine(center, side, input_res, 0.0, False)
-    crop = warp(warp_source(image_rgb, input_res), affine, input_res)
-    unit, zero = np.ones(3, np.float32), np.zeros(3, np.float32)
-    return torch.from_numpy(normalise(crop, unit, zero, mean, std)), affine
+    crop = warp_crop(image_rgb, affine, input_res)
+    scale, offset = pixel_transform(np.ones(3, np.float32), np.zeros(3, np.float32), mean, std)
+    return torch.from_numpy(normalise(crop, scale, offset)), affine
+
+
+_COMPACT_ONLY = ("pixel_scale", "pixel_offset", "heatmap_joints", "heatmap_size", "sigma")
+
+
+def full_sample(compact: dict) -> dict:
+    """A ``compact_sample`` as ``__getitem__`` returns it: the normalised float image and both target maps,
+    drawn here with NumPy (the worker's CPU)."""
+    out = {k: v for k, v in compact.items() if k not in _COMPACT_ONLY}
+    crop, annotated = compact["image"].numpy(), compact["annotated"].numpy() > 0
+    heatmaps = draw_gaussians(compact["heatmap_joints"].numpy(), annotated, compact["heatmap_size"],
+                              compact["sigma"])
+    # occluded joints are a subset of the annotated ones: their maps are copies of the pose maps
+    occluded = annotated & ~(compact["visible"].numpy() > 0)
+    occlusion = np.zeros_like(heatmaps)
+    occlusion[occluded] = heatmaps[occluded]
+    out["image"] = torch.from_numpy(normalise(crop, compact["pixel_scale"].numpy(), compact["pixel_offset"].numpy()))
+    out["heatmaps"], out["occlusion"] = torch.from_numpy(heatmaps), torch.from_numpy(occlusion)
+    return out
+
+
+def expand_batch(batch: dict, device: torch.device) -> dict:
+    """A collated batch of ``compact_sample``s -> the batch of ``__getitem__`` samples, on ``device``.
+
+    The uint8 crops travel to the device and are normalised there (the worker's multiply-add in float32,
+    so the same values); the targets are drawn there by ``draw_gaussians_torch`` (float64, as the workers
+    draw them). The image comes out (B, 3, R, R) with NHWC strides, the layout channels_last wants."""
+    size, sigma = int(batch["heatmap_size"][0]), float(batch["sigma"][0])
+    moved = {k: v.to(device, non_blocking=True) for k, v in batch.items()
+             if isinstance(v, torch.Tensor) and k not in ("heatmap_size", "sigma")}
+    out = {k: v for k, v in moved.items() if k not in _COMPACT_ONLY}
+    # (B, R, R, 3) multiply, then add: the rounding of the worker's table, and twice as fast on a CPU as the
+    # same on the (B, 3, R, R) view
+    scale, offset = moved["pixel_scale"][:, None, None, :], moved["pixel_offset"][:, None, None, :]
+    image = moved["image"].float().mul_(scale).add_(offset)
+    out["image"] = image.permute(0, 3, 1, 2)  # (B, 3, R, R), NHWC in memory
+    heatmaps = draw_gaussians_torch(moved["heatmap_joints"], moved["annotated"], size, sigma)
+    occluded = (moved["annotated"] > 0) & ~(moved["visible"] > 0)
+    out["heatmaps"], out["occlusion"] = heatmaps, heatmaps * occluded.to(heatmaps.dtype)[..., None, None]
+    return out
 
 
 class PoseDataset(torch.utils.data.Dataset):
@@ -213,10 +299,12 @@ class PoseDataset(torch.utils.data.Dataset):
         std: tuple[float, ...],
         augmentation: Augmentation | None,
         seed: int = 0,
+        reduced_decode: bool = False,
     ):
         self.input_res, self.output_res, self.sigma = input_res, output_res, sigma
         self.augmentation = augmentation
         self.seed = seed
+        self.reduced_decode = reduced_decode  # JPEG files decoded at 1/2, 1/4, 1/8 size where the crop allows
         self.mean, self.std = mean, std
         self._cache: list[np.ndarray] | None = None
 
@@ -227,6 +315,17 @@ class PoseDataset(torch.utils.data.Dataset):
     def image_path(self, index: int) -> str | None:
         """The file sample ``index`` is read from; None for a generated image."""
         return None
+
+    def load_source(self, index: int, factor: int) -> tuple[np.ndarray, int, bool]:
+        """Sample ``index``'s image as the warp reads it: (image, decode factor applied, whether BGR).
+
+        A file is decoded by OpenCV as it stores it (BGR) and, if a JPEG, at 1/``factor`` size; the
+        channels are put in RGB order on the warped crop. A generated image comes from ``load_image``."""
+        path = self.image_path(index)
+        if path is None:
+            return self.load_image(index), 1, False
+        image, factor = decode_image(path, factor)
+        return image, factor, True
 
     def unreadable_images(self, limit: int | None = None) -> list[str]:
         """The one-line errors (``image_problem``) of the first ``limit`` samples' image files that cannot be
@@ -243,7 +342,8 @@ class PoseDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ann)
 
-    def _random_transform(self, rng: np.random.Generator) -> tuple[float, float, bool, np.ndarray, np.ndarray]:
+    def random_transform(self, rng: np.random.Generator) -> tuple[float, float, bool, np.ndarray, np.ndarray]:
+        """One draw of the augmentation: rotation (deg), zoom, flip, per-channel gain (3,), bias (3,)."""
         aug = self.augmentation
         rotation = rng.uniform(-aug.rotation, aug.rotation) if aug.rotation > 0 else 0.0
         zoom = rng.uniform(aug.scale_min, aug.scale_max)
@@ -254,32 +354,41 @@ class PoseDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """``key`` is an index, or ``(index, epoch)`` from ``EpochSampler`` so augmentation varies per epoch."""
+        return full_sample(self.compact_sample(key))
+
+    def compact_sample(self, key: int | tuple[int, int]) -> dict:
+        """The sample of ``key`` (as ``__getitem__``) before normalisation and target drawing: see the module
+        docstring. With ``reduced_decode`` a JPEG is decoded at the smallest size that still gives the crop
+        at least one decoded pixel per crop pixel (``decode_factor``) at this sample's zoom."""
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         ann = self.ann
         rotation, zoom, flip = 0.0, 1.0, False
         gain, bias = np.ones(3, np.float32), np.zeros(3, np.float32)
         if self.augmentation is not None:
             rng = np.random.default_rng((self.seed, epoch, index))
-            rotation, zoom, flip, gain, bias = self._random_transform(rng)
-        affine = crop_affine(ann.centers[index], ann.box_sizes[index] * zoom, self.input_res, rotation, flip)
-        source = self._cache[index] if self._cache is not None else warp_source(self.load_image(index), self.input_res)
-        crop = warp(source, affine, self.input_res)
+            rotation, zoom, flip, gain, bias = self.random_transform(rng)
+        span = ann.box_sizes[index] * zoom
+        affine = crop_affine(ann.centers[index], span, self.input_res, rotation, flip)
+        if self._cache is not None:
+            source, factor, bgr = self._cache[index], 1, False
+        else:
+            wanted = decode_factor(span, self.input_res) if self.reduced_decode else 1
+            source, factor, bgr = self.load_source(index, wanted)
+        crop = warp_crop(source, decoded_affine(affine, factor) if factor > 1 else affine, self.input_res, bgr)
 
         joints, annotated, visible = ann.joints[index], ann.annotated[index], ann.visible[index]
         if flip:
             perm = self.spec.flip_permutation()
             joints, annotated, visible = joints[perm], annotated[perm], visible[perm]
         joints_in = apply_affine(affine, joints)
-        joints_hm = input_to_heatmap(joints_in, self.input_res, self.output_res)
-        heatmaps = draw_gaussians(joints_hm, annotated, self.output_res, self.sigma)
-        # occluded joints are a subset of the annotated ones: their maps are copies of the pose maps
-        occluded = annotated & ~visible
-        occlusion = np.zeros_like(heatmaps)
-        occlusion[occluded] = heatmaps[occluded]
+        scale, offset = pixel_transform(gain, bias, self.mean, self.std)
         return {
-            "image": torch.from_numpy(normalise(crop, gain, bias, self.mean, self.std)),
-            "heatmaps": torch.from_numpy(heatmaps),
-            "occlusion": torch.from_numpy(occlusion),
+            "image": torch.from_numpy(crop),
+            "pixel_scale": torch.from_numpy(scale),
+            "pixel_offset": torch.from_numpy(offset),
+            "heatmap_joints": torch.from_numpy(input_to_heatmap(joints_in, self.input_res, self.output_res)),
+            "heatmap_size": self.output_res,
+            "sigma": self.sigma,
             "joints": torch.from_numpy(joints_in.astype(np.float32)),
             "visible": torch.from_numpy(visible.astype(np.float32)),
             "annotated": torch.from_numpy(annotated.astype(np.float32)),

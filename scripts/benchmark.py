@@ -20,6 +20,14 @@ Figures (images/s unless noted):
       on CUDA each batch size gets its own freshly compiled G.
   tflops_achieved / peak_fraction  FLOPs of one step (torch.utils.flop_counter) x optimized steps/s; the
       peak is --peak_tflops or the dense bf16 peak of a known GPU (PEAK_BF16_TFLOPS), else None.
+  photo_pipeline (--photo_pipeline, alone)  the input pipeline on generated 1280x720 JPEG photos with
+      MPII-like person boxes (datasets/photos.py), 256 px input / 64 px targets, the default augmentation:
+      samples/s of one worker's work in this process and through a real DataLoader with N workers, for
+      the sample path of commit bd07612 ("baseline": whole-photo decode and RGB conversion, float images
+      and target maps through the loader), the direct path (reduced JPEG decode, crop-only conversion,
+      uint8 crops, targets drawn on the device) and the prepared path (scripts/prepare_crops.py).
+
+    python -m scripts.benchmark --photo_pipeline --json pipeline.json      # about 40 s on 2 cores
 """
 
 from __future__ import annotations
@@ -29,17 +37,25 @@ import contextlib
 import datetime
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 import cv2
+import numpy as np
 import torch
 import torch._dynamo
+from torch.utils.data import default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
 from cli.common import add_device_flag, add_overwrite_flag
 from config import load_config, parse_overrides, preset_name
 from datasets import build_dataset
+from datasets.base import decode_factor, expand_batch
+from datasets.mpii import MPIIDataset
+from datasets.photos import JPEG_QUALITY, PHOTO_SIZE, write_photo_set
 from datasets.sampler import EpochSampler
 from datasets.skeleton import MPII
 from inference.predict import predict_heatmaps
@@ -53,7 +69,14 @@ from runtime.device import (
     strict_fp32,
     use_device,
 )
-from runtime.system import MALLOC_ENV, cpu_model_name, seed_everything, tune_malloc, worker_init
+from runtime.system import (
+    MALLOC_ENV,
+    cpu_model_name,
+    seed_everything,
+    single_threaded_opencv,
+    tune_malloc,
+    worker_init,
+)
 from storage.io import check_replaceable, replacing_note, write_json
 from training.build import (
     adversarial_params,
@@ -64,6 +87,7 @@ from training.build import (
     place_nets,
     resolve_for_dataset,
 )
+from training.data import CompactSamples, resolve_workers, usable_cores
 from training.steps import to_device, train_step
 from utils.errors import UserInputError, exit_on_user_error
 
@@ -111,6 +135,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="size the training figures' timed windows to about this many seconds in all, warm-ups "
                         "(compile) included: each figure times one warm step, then runs --repeats windows of "
                         "what fits its share (replaces --iters)")
+    p.add_argument("--photo_pipeline", action="store_true",
+                   help="only the input pipeline on generated full-size photos: baseline, direct, prepared path")
+    p.add_argument("--photos", type=int, default=64, help="generated 1280x720 photos for --photo_pipeline")
+    p.add_argument("--photo_workers", default=None,
+                   help="comma-separated DataLoader worker counts for --photo_pipeline (default: 1 and the "
+                        "machine's default per rank)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     add_overwrite_flag(p, "the --json file")
     return p.parse_args(argv)
@@ -213,6 +243,186 @@ def measure_pipeline(args: argparse.Namespace, samples: int) -> dict:
     result["pipeline_loader_images_per_s_1_worker"] = n * batch / (time.perf_counter() - start)
     del it, loader
     return result
+
+
+# ---- input pipeline on full-size photos ------------------------------------------------------------------
+PHOTO_PATHS = ("baseline", "direct", "prepared")
+
+
+class BaselinePhotos(MPIIDataset):
+    """The sample path of commit bd07612, the reference of the speed-ups: each photo decoded whole and
+    converted to RGB whole (``read_image``), then the same warp, float normalisation and target maps."""
+
+    def load_source(self, index: int, factor: int) -> tuple[np.ndarray, int, bool]:
+        return self.load_image(index), 1, False
+
+
+def photo_datasets(root: str, prepared: str, res: int) -> dict[str, torch.utils.data.Dataset]:
+    """What a DataLoader worker runs on each path: float samples (baseline), compact samples (direct:
+    reduced decode; prepared: the crops), all with the default config's augmentation at ``res`` input."""
+    out = res // 4
+    cfg = load_config("default_config", {"input_res": res, "output_res": out, "sigma": 2.0 * out / 64})
+    pipeline = build_dataset("mpii", root, "train", cfg, train=True)
+    kwargs = {k: getattr(pipeline, k) for k in ("input_res", "output_res", "sigma", "mean", "std", "augmentation",
+                                                "seed")}
+    return {"baseline": BaselinePhotos(root, "train", **kwargs),
+            "direct": CompactSamples(pipeline),
+            "prepared": CompactSamples(build_dataset("mpii_prepared", prepared, "train", cfg, train=True))}
+
+
+def photo_keys(count: int, photos: int, start: int = 0) -> list[tuple[int, int]]:
+    """``count`` (index, epoch) keys cycling over the photos, a new epoch (new augmentation) each cycle."""
+    return [(i % photos, 1 + i // photos) for i in range(start, start + count)]
+
+
+def single_process_rate(dataset, photos: int, samples: int, start: int) -> float:
+    """Samples/s of ``dataset[key]`` over ``samples`` keys from the ``start``-th, in this process with one
+    torch and one OpenCV thread, as in a worker."""
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        for key in photo_keys(8, photos, start):
+            dataset[key]
+        keys = photo_keys(samples, photos, start + 8)
+        begin = time.perf_counter()
+        for key in keys:
+            dataset[key]
+        return samples / (time.perf_counter() - begin)
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+
+
+def loader_rate(dataset, photos: int, workers: int, batch: int, samples: int, pin: bool) -> float:
+    """Samples/s through a real DataLoader with ``workers`` processes (collate, shared memory, hand-over to
+    this process; pinned for CUDA) over ``samples``. Before timing: two batches per worker of start-up, then
+    the batches the workers made meanwhile (``prefetch`` each), so that only batches made while timed count."""
+    prefetch, steps = 4, max(1, samples // batch)
+    warmup = (2 + prefetch) * workers
+    keys = photo_keys((warmup + steps) * batch, photos)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=keys, num_workers=workers,
+                                         worker_init_fn=worker_init, prefetch_factor=prefetch, pin_memory=pin)
+    it = iter(loader)
+    for _ in range(warmup):
+        next(it)
+    begin = time.perf_counter()
+    for _ in range(steps):
+        next(it)
+    rate = steps * batch / (time.perf_counter() - begin)
+    del it, loader
+    return rate
+
+
+def interleaved_rates(data: dict, photos: int, workers: list[int], batch: int, samples: int, rounds: int,
+                      pin: bool) -> tuple[dict, dict, dict]:
+    """Best single-process and DataLoader samples/s of each path over ``rounds`` rounds, each round timing every
+    path once in turn, so that a load that comes and goes on a shared machine falls on all paths alike. A
+    DataLoader that fails (a container's small /dev/shm: a worker killed by SIGBUS) gets None and its error."""
+    single = {path: 0.0 for path in data}
+    loader: dict = {path: {str(w): 0.0 for w in workers} for path in data}
+    errors = {}
+    for r in range(rounds):
+        for path, ds in data.items():
+            single[path] = max(single[path], single_process_rate(ds, photos, samples, r * (samples + 8)))
+            for w in workers:
+                if loader[path][str(w)] is None:
+                    continue
+                try:
+                    loader[path][str(w)] = max(loader[path][str(w)], loader_rate(ds, photos, w, batch, samples, pin))
+                except RuntimeError as err:
+                    loader[path][str(w)], errors[f"{path}/{w}"] = None, str(err).strip().splitlines()[0]
+    return single, loader, errors
+
+
+def expand_rate(dataset, batch: int, device: torch.device, repeats: int) -> float:
+    """Samples/s of ``expand_batch`` on ``device``: a compact batch's normalisation and target drawing, what
+    the training step adds in exchange for the compact transport."""
+    compact = default_collate([dataset[key] for key in photo_keys(batch, len(dataset))])
+    if device.type == "cuda":
+        compact = {k: v.pin_memory() for k, v in compact.items()}
+    return _best_rate(lambda: expand_batch(compact, device), batch, device, warmup=2, iters=5, repeats=repeats)
+
+
+def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, samples: int) -> dict:
+    """Every figure of the ``photo_pipeline`` record (see the module docstring)."""
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    batch = args.batch_size or 32
+    defaults = [1, resolve_workers(-1, device)]
+    workers = sorted({int(w) for w in args.photo_workers.split(",")} if args.photo_workers else
+                     {w for w in defaults if w > 0})
+    with tempfile.TemporaryDirectory(prefix="photo-pipeline-") as tmp:
+        root, prepared = os.path.join(tmp, "photos"), os.path.join(tmp, "prepared")
+        made = write_photo_set(root, {"train": args.photos})
+        start = time.perf_counter()
+        subprocess.run([sys.executable, os.path.join(REPO, "scripts", "prepare_crops.py"), "--dataset", "mpii",
+                        "--path", root, "--out", prepared, "--splits", "train", "--set",
+                        f"input_res={args.pipeline_res}", "--set", f"output_res={args.pipeline_res // 4}"],
+                       check=True, stdout=subprocess.DEVNULL)
+        prepare_seconds = time.perf_counter() - start
+        data = photo_datasets(root, prepared, args.pipeline_res)
+        direct = data["direct"].dataset
+        factors = [decode_factor(direct.ann.box_sizes[i] * direct.random_transform(
+            np.random.default_rng((direct.seed, epoch, i)))[1], direct.input_res) for i, epoch in
+            photo_keys(samples, args.photos)]
+        record = {
+            "photos": args.photos, "photo_size": list(PHOTO_SIZE), "jpeg_quality": JPEG_QUALITY,
+            "photo_kb_mean": made["bytes"] / args.photos / 1024,
+            "box_side_px": {k: float(np.percentile(made["box_sides"], q)) for k, q in
+                            (("p25", 25), ("median", 50), ("p75", 75))},
+            "input_res": args.pipeline_res, "output_res": args.pipeline_res // 4,
+            "augmentation": vars(direct.augmentation),
+            "decode_factor_share": {str(f): factors.count(f) / len(factors) for f in (1, 2, 4, 8)},
+            "prepared_side": int(data["prepared"].dataset.attrs["side"]), "prepare_script_seconds": prepare_seconds,
+            "prepared_kb_per_sample": os.path.getsize(os.path.join(prepared, "train.npy")) / args.photos / 1024,
+            "cpu_model": cpu_model_name(), "cpu_capability": cpu_capability(), "cores": usable_cores(),
+            "shm_bytes": shutil.disk_usage("/dev/shm").total if os.path.isdir("/dev/shm") else None,
+            "batch_size": batch, "samples_per_window": samples,
+            "statistic": f"best of {repeats} windows, the paths taking turns",
+        }
+        single_threaded_opencv()  # as the trainer does before its workers fork
+        record["single_process_samples_per_s"], loader, record["loader_errors"] = interleaved_rates(
+            data, args.photos, workers, batch, samples, repeats, device.type == "cuda")
+        record["device_expand_samples_per_s"] = expand_rate(data["direct"], batch, device, repeats)
+    record["loader_samples_per_s"] = loader
+    record["loader_samples_per_s_per_worker"] = {p: {w: _ratio(v, int(w)) for w, v in r.items()}
+                                                 for p, r in loader.items()}
+    single, base = record["single_process_samples_per_s"], loader["baseline"]
+    record["speedup_per_worker"] = {path: {"single_process": single[path] / single["baseline"],
+                                           **{f"loader_{w}": _ratio(loader[path][w], base[w]) for w in base}}
+                                    for path in PHOTO_PATHS[1:]}
+    return record
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def finish_photo_record(record: dict, args: argparse.Namespace) -> dict:
+    """Print the photo-pipeline table and write the record (--json); returns it."""
+    r = record["photo_pipeline"]
+    record["load_average_at_end"] = _load_average()
+    size = "x".join(map(str, r["photo_size"]))
+    print(f"\ninput pipeline, {r['photos']} generated {size} JPEGs ({r['photo_kb_mean']:.0f} KB, box side median "
+          f"{r['box_side_px']['median']:.0f} px), {r['input_res']} px in / {r['output_res']} px targets, batch "
+          f"{r['batch_size']}; {r['cpu_model']}, {r['cores']} cores, {r['cpu_capability']}; load average "
+          f"{record['load_average_at_start']} -> {record['load_average_at_end']}")
+    widths = sorted(r["loader_samples_per_s"]["baseline"], key=int)
+    print(f"{'samples/s per worker':22s} {'in process':>10s} " + " ".join(f"{f'loader x{w}':>10s}" for w in widths))
+    for path in PHOTO_PATHS:
+        per = r["loader_samples_per_s_per_worker"][path]
+        print(f"{path:22s} {_fmt(r['single_process_samples_per_s'][path]):>10s} "
+              + " ".join(f"{_fmt(per[w]):>10s}" for w in widths))
+    for where, error in r["loader_errors"].items():
+        print(f"loader {where} failed: {error}")
+    shares = ", ".join(f"1/{f} {v:.0%}" for f, v in r["decode_factor_share"].items())
+    print(f"direct path decodes at {shares}; device expansion {_fmt(r['device_expand_samples_per_s'])} "
+          f"samples/s; prepared crops {r['prepared_side']} px, {r['prepared_kb_per_sample']:.0f} KB each")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        write_json(args.json, record)
+        print(f"json: {args.json}")
+    return record
 
 
 # ---- models ----------------------------------------------------------------------------------------------
@@ -440,6 +650,9 @@ def main(argv: list[str] | None = None) -> dict:
         "timing": {**timing, "statistic": "best window", "time_budget": args.time_budget}, "quick": args.quick,
         "load_average_at_start": _load_average(),
     }
+    if args.photo_pipeline:  # the input pipeline alone
+        record["photo_pipeline"] = measure_photo_pipeline(args, device, samples)
+        return finish_photo_record(record, args)
     if not args.skip_pipeline:
         record["pipeline_res"] = args.pipeline_res
         record.update(measure_pipeline(args, samples))

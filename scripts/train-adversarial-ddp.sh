@@ -36,7 +36,7 @@ torchrun \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-cuda}" \
-  --workers "${WORKERS:-8}" \
+  --workers "${WORKERS:--1}" \
   --seed "${SEED:-0}" \
   --set "lr_base_batch=${LR_BASE_BATCH:-0}" \
   --set "compile=${COMPILE:-True}" \

@@ -21,6 +21,6 @@ python3 train_adversarial.py \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-auto}" \
-  --workers "${WORKERS:-8}" \
+  --workers "${WORKERS:--1}" \
   --seed "${SEED:-0}" \
   "$@"

@@ -36,7 +36,7 @@ torchrun \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-cuda}" \
-  --workers "${WORKERS:-8}" \
+  --workers "${WORKERS:--1}" \
   --seed "${SEED:-0}" \
   --set "sync_bn=${SYNC_BN:-False}" \
   "$@"

@@ -16,6 +16,6 @@ python3 train_supervised.py \
   --print_every 100 \
   --train_split train \
   --device "${DEVICE:-auto}" \
-  --workers "${WORKERS:-8}" \
+  --workers "${WORKERS:--1}" \
   --seed "${SEED:-0}" \
   "$@"

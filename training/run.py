@@ -52,7 +52,7 @@ from training.build import (
     resolve_for_dataset,
 )
 from training.continuation import continued_state, lineage
-from training.data import make_train_loader
+from training.data import make_train_loader, resolve_workers
 from training.guard import GuardedStep, guarded_step, this_process
 from training.preflight import check_readable_on_every_rank, preflight
 from training.rundir import RESTART, prepare_run_dir
@@ -158,10 +158,11 @@ def assemble(cfg: Config, spec: RunSpec, dist: DistInfo, device: torch.device,
     global_batch = cfg.batch_size * dist.world_size
     optims = build_optimizers(nets, cfg, device, global_batch)
     ctx = build_step_context(device, autocast_dtype(cfg.amp, device), optims, cfg.grad_clip, cfg.channels_last)
-    train_loader, sampler = make_train_loader(train_set, cfg, dist, spec, pin_memory=device.type == "cuda")
+    train_loader, sampler = make_train_loader(train_set, cfg, dist, spec, device)
     run = Run(cfg=cfg, spec=spec, dist=dist, device=device, train_set=train_set, val_set=val_set,
               train_loader=train_loader, sampler=sampler,
-              val_loader=make_eval_loader(val_set, cfg.batch_size, cfg.workers, dist, spec.max_val_samples,
+              val_loader=make_eval_loader(val_set, cfg.batch_size, resolve_workers(cfg.workers, device), dist,
+                                          spec.max_val_samples,
                                           pin_memory=device.type == "cuda"),
               nets=nets, net_args=net_args, optims=optims, schedulers=build_schedulers(optims, cfg), ctx=ctx,
               guard=guarded_step(ctx, nets, spec.skip_bad_images, spec.skip_nonfinite,

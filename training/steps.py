@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from datasets.base import expand_batch
 from models import conf_disc_input, pose_disc_input
 from runtime.device import autocast, place_images
 from training.losses import (
@@ -110,7 +111,10 @@ def _update(loss: torch.Tensor, params, optimizer: torch.optim.Optimizer, name: 
 
 
 def to_device(batch: dict, ctx: StepContext) -> dict:
-    """Move the tensors a step uses; images to channels_last when asked."""
+    """Move the tensors a step uses; images to channels_last when asked. A compact batch (uint8 crops) is
+    expanded on the device first (``expand_batch``: normalised images and target maps)."""
+    if batch["image"].dtype == torch.uint8:
+        batch = expand_batch(batch, ctx.device)
     out = {k: batch[k].to(ctx.device, non_blocking=True)
            for k in ("heatmaps", "occlusion", "annotated", "joints", "affine", "ref_length")}
     out["image"] = place_images(batch["image"], ctx.device, ctx.channels_last)

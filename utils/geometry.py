@@ -78,3 +78,21 @@ def flip_joints(joints: np.ndarray, width: int, flip_perm: list[int] | np.ndarra
     out = np.array(joints, dtype=np.float64, copy=True)
     out[..., 0] = width - 1 - out[..., 0]
     return out[..., list(flip_perm), :]
+
+
+def decoded_affine(m: np.ndarray, factor: int) -> np.ndarray:
+    """``m`` (original px -> crop px) for the image decoded at 1/``factor`` of its size (JPEG scaled decoding).
+
+    Decoded pixel i averages original pixels factor*i .. factor*i + factor - 1, so its centre lies at
+    original x = factor * i + (factor - 1) / 2; the crop is the same, read from fewer pixels."""
+    out = np.array(m, dtype=np.float64, copy=True)
+    out[:, 2] += out[:, :2] @ np.full(2, (factor - 1) / 2.0)
+    out[:, :2] *= factor
+    return out
+
+
+def rotated_extent(rotation_deg: float) -> float:
+    """Side of the axis-aligned square that holds a unit square turned by any angle up to ``rotation_deg``:
+    max over |a| <= rotation of |cos a| + |sin a| (sqrt 2 from 45 degrees on)."""
+    a = np.deg2rad(min(abs(rotation_deg), 45.0))
+    return float(np.cos(a) + np.sin(a))

@@ -34,6 +34,22 @@ def draw_gaussians(joints: np.ndarray, mask: np.ndarray, size: int, sigma: float
     return canvas
 
 
+def draw_gaussians_torch(joints: torch.Tensor, mask: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """``draw_gaussians`` for a batch, on the tensors' own device (the training step draws its targets there).
+
+    joints: (B, J, 2) heatmap px; mask: (B, J), nonzero = draw; returns (B, J, size, size) float32. The same
+    float64 arithmetic and the same (2r+1)^2 window around the nearest pixel, so it equals ``draw_gaussians``
+    to within the last bit of float64's ``exp``, i.e. exactly or by one float32 ulp."""
+    joints = joints.to(torch.float64)
+    r = int(np.ceil(3 * sigma))
+    grid = torch.arange(size, dtype=torch.float64, device=joints.device)  # pixel centres of a row or column
+    centre = torch.floor(joints + 0.5)  # (B, J, 2)
+    g = torch.exp(-((grid - joints[..., None]) ** 2) / (2 * sigma**2))  # (B, J, 2, size) separable factors
+    g = torch.where((grid - centre[..., None]).abs() <= r, g, 0.0)  # outside the window: zero, as drawn
+    maps = (g[:, :, 1, :, None] * g[:, :, 0, None, :]).to(torch.float32)  # (B, J, size, size): rows y, columns x
+    return maps * (mask != 0).to(torch.float32)[..., None, None]
+
+
 def decode_heatmaps(heatmaps: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Argmax of each map, moved a quarter pixel toward the higher neighbour in x and in y.
 
