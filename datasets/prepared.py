@@ -12,7 +12,7 @@ memory-map, and ``<split>.h5``: the annotations in crop px (the crop is a simila
 and box centre mapped, box side and metric reference length scaled, so PCK/PCKh are the photo's), each
 crop's ``affines`` (photo px -> crop px, to take predictions back to the photo) and, as attributes, what
 the crops were made for. ``PreparedMPII`` and ``PreparedLSP`` read it as any other dataset
-(``--dataset mpii_prepared --path <folder>``, ``lsp_prepared`` for LSP and LSPET); ``scripts/prepare_crops.py``
+(``--dataset mpii_prepared --path <folder>``, ``lsp_prepared`` for LSP and LSPET); ``python -m scripts.prepare_crops``
 writes it.
 """
 

@@ -25,7 +25,7 @@ Figures (images/s unless noted):
       samples/s of one worker's work in this process and through a real DataLoader with N workers, for
       the sample path of commit bd07612 ("baseline": whole-photo decode and RGB conversion, float images
       and target maps through the loader), the direct path (reduced JPEG decode, crop-only conversion,
-      uint8 crops, targets drawn on the device) and the prepared path (scripts/prepare_crops.py).
+      uint8 crops, targets drawn on the device) and the prepared path (python -m scripts.prepare_crops).
 
     python -m scripts.benchmark --photo_pipeline --json pipeline.json      # about 40 s on 2 cores
 """
@@ -355,10 +355,9 @@ def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, sampl
         root, prepared = os.path.join(tmp, "photos"), os.path.join(tmp, "prepared")
         made = write_photo_set(root, {"train": args.photos})
         start = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(REPO, "scripts", "prepare_crops.py"), "--dataset", "mpii",
-                        "--path", root, "--out", prepared, "--splits", "train", "--set",
-                        f"input_res={args.pipeline_res}", "--set", f"output_res={args.pipeline_res // 4}"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "scripts.prepare_crops", "--dataset", "mpii", "--path", root,
+                        "--out", prepared, "--splits", "train", "--set", f"input_res={args.pipeline_res}"],
+                       check=True, stdout=subprocess.DEVNULL, cwd=REPO)
         prepare_seconds = time.perf_counter() - start
         data = photo_datasets(root, prepared, args.pipeline_res)
         direct = data["direct"].dataset
