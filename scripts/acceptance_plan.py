@@ -164,7 +164,7 @@ def plan_chain(left_s: float, cal: Calibration | None, train_size: int, val_size
     elif not has_data:
         skipped.update({k: "no data (DATA has no joints.mat)" for k in TRAINING_STEPS})
     if not has_pipeline:
-        skipped["pipeline"] = "scripts/benchmark.py has no --pipeline flag (issue 25, point 4)"
+        skipped["pipeline"] = "scripts/benchmark.py has no --photo_pipeline flag (issue 25, point 4)"
     # without a calibration, a process's start-up is taken as a tenth of what is left
     sup = cal.timings["supervised"] if cal else StepTiming(left_s / 10, 0.0, 1.0)
     summary = sup.startup_s

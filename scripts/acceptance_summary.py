@@ -55,7 +55,14 @@ def benchmark_figures(path: str) -> dict:
     keys = ("config", "batch_size", "device_name", "optimized_dtype", "compile", "quick", "train_images_per_s",
             "speedup", "tflops_achieved", "peak_tflops", "peak_fraction", "warmup_seconds", "peak_memory_gib",
             "inference_images_per_s", "cpu_count")
-    return {**{k: r[k] for k in keys if k in r}, **{k: v for k, v in r.items() if k.startswith("pipeline")}}
+    figures = {**{k: r[k] for k in keys if k in r}, **{k: v for k, v in r.items() if k.startswith("pipeline")}}
+    photos = r.get("photo_pipeline")
+    if isinstance(photos, dict):  # --photo_pipeline: each path's box-wide rate at its widest loader measured
+        for path, name in (("direct", "pipeline_images_per_s"), ("prepared", "pipeline_prepared_images_per_s")):
+            rates = photos.get("loader_samples_per_s", {}).get(path) or {}
+            if rates:
+                figures[name] = rates[max(rates, key=int)]
+    return figures
 
 
 def training_figures(path: str) -> dict:

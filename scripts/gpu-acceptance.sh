@@ -157,7 +157,7 @@ step calibrate $((BUDGET / 4)) "$OUT/calibrate.json" \
   ${bench_compile[@]+"${bench_compile[@]}"} --json "$OUT/calibrate.json"
 calibration_seconds=$LAST_SECONDS
 pipeline_flag=(--no_pipeline)
-if "${PY[@]}" scripts.benchmark --help 2>/dev/null | grep -Eq -- '--pipeline([^_[:alnum:]]|$)'; then pipeline_flag=(); fi
+if "${PY[@]}" scripts.benchmark --help 2>/dev/null | grep -Eq -- '--photo_pipeline([^_[:alnum:]]|$)'; then pipeline_flag=(); fi
 step plan 120 "$OUT/plan.json" \
   "${PY[@]}" scripts.acceptance_plan plan --out "$OUT" --budget "$BUDGET" --elapsed $((SECONDS - BUDGET_START)) \
   --calibration "$OUT/calibrate.json" --calibration_seconds "$calibration_seconds" --config "$CONFIG" \
@@ -177,10 +177,11 @@ planned benchmark-model "$OUT/bench-model.json" \
   "${PY[@]}" scripts.benchmark --device "$DEVICE" "${bench_model[@]}" --skip_pipeline \
   --time_budget "${BENCH_TIME_BUDGET:-60}" ${quick[@]+"${quick[@]}"} ${bench_extra[@]+"${bench_extra[@]}"} \
   ${bench_compile[@]+"${bench_compile[@]}"} --json "$OUT/bench-model.json"
-# ---- the input pipeline on this box's cores: scripts/benchmark.py --pipeline (issue 25, point 4). Skipped,
-# with the reason, while scripts/benchmark.py has no such flag; adjust the arguments here to its command line.
+# ---- the input pipeline on this box's cores: generated 1280x720 photos, today's path against the direct and
+# prepared ones, one worker and this box's default per rank (docs/performance.md, "Input pipeline on full-size
+# photos"); the samples are expanded into heatmaps on $DEVICE
 planned pipeline "$OUT/bench-pipeline.json" \
-  "${PY[@]}" scripts.benchmark --pipeline --device "$DEVICE" --data "$DATA" ${quick[@]+"${quick[@]}"} \
+  "${PY[@]}" scripts.benchmark --photo_pipeline --device "$DEVICE" ${quick[@]+"${quick[@]}"} \
   --json "$OUT/bench-pipeline.json"
 
 # ---- real photos: supervised, then adversarial from the supervised snapshot; test.py on each

@@ -155,7 +155,7 @@ def test_the_plan_skips_with_reasons():
     plan = ap.plan_chain(400.0, cal, 1800, 200, 3, 40, has_data=True, has_pipeline=False, bench_cap_s=5.0)
     assert sum(plan.seconds.values()) == pytest.approx(400.0)  # the adversarial test's time is not lost
     assert plan.adversarial is None and plan.snapshot == 0 and plan.supervised
-    assert plan.skipped == {"pipeline": "scripts/benchmark.py has no --pipeline flag (issue 25, point 4)",
+    assert plan.skipped == {"pipeline": "scripts/benchmark.py has no --photo_pipeline flag (issue 25, point 4)",
                             "train-adversarial": "adversarial step not calibrated (this profile trains "
                                                  "supervised only)", "test-adversarial": "no adversarial run"}
     assert plan.bench_time_budget == 5.0 and plan.seconds["pipeline"] == 0
@@ -201,7 +201,7 @@ def test_the_summary_says_what_ran_what_was_skipped_and_why(tmp_path):
         f"compile-probe\t0\t4\t{probe}\t120\t",
         f"cuda-tests\t0\t5\t{out / 'cuda-tests.xml'}\t90\t",
         f"benchmark-model\t124\t420\t{out / 'bench-model.json'}\t400\t",
-        "pipeline\tskipped\t0\t-\t0\tscripts/benchmark.py has no --pipeline flag",
+        "pipeline\tskipped\t0\t-\t0\tscripts/benchmark.py has no --photo_pipeline flag",
         f"train-supervised\t0\t10\t{out / 'missing.jsonl'}\t100\t"]) + "\n")
     done = subprocess.run([sys.executable, "-m", "scripts.acceptance_summary", str(out), "--device", "cuda",
                            "--profile", "offline", "--budget", "450"], cwd=REPO, capture_output=True, text=True)
@@ -211,13 +211,13 @@ def test_the_summary_says_what_ran_what_was_skipped_and_why(tmp_path):
     assert status == {"environment": "failed (exit 1: missing: cv2 (PROFILE=offline installs nothing))",
                       "compile-probe": "passed", "cuda-tests": "failed (every CUDA test skipped)",
                       "benchmark-model": "timed out (limit 400 s)",
-                      "pipeline": "skipped: scripts/benchmark.py has no --pipeline flag",
+                      "pipeline": "skipped: scripts/benchmark.py has no --photo_pipeline flag",
                       "train-supervised": "failed (wrote no output)"}
     assert s["failed"] == ["environment", "cuda-tests", "benchmark-model", "train-supervised"]
-    assert s["skipped"] == {"pipeline": "scripts/benchmark.py has no --pipeline flag"}
+    assert s["skipped"] == {"pipeline": "scripts/benchmark.py has no --photo_pipeline flag"}
     assert "pipeline" not in s["ran"] and "compile-probe" in s["ran"]
     md = (out / "summary.md").read_text()
-    assert "NOT all steps passed" in md and "- pipeline: scripts/benchmark.py has no --pipeline flag" in md
+    assert "NOT all steps passed" in md and "- pipeline: scripts/benchmark.py has no --photo_pipeline flag" in md
     assert "| compile-probe | passed | 4 | 120 | eager: no C compiler |" in md
     checks = {c["check"]: c for c in s["gpu_checks"]}
     assert checks["torch.compile works on CUDA"] == {"check": "torch.compile works on CUDA", "shown": True,
@@ -235,17 +235,21 @@ def test_the_gpu_checks_hold_a_run_against_issue_27s_targets(tmp_path):
                                 "adversarial": {"plain": 4.0, "optimized": 60.0}},
              "peak_memory_gib": {"supervised": {"plain": 30.0, "optimized": 12.5},
                                  "adversarial": {"plain": 35.0, "optimized": 15.0}}}
+    pipeline = tmp_path / "bench-pipeline.json"  # --photo_pipeline: each path's rate by DataLoader workers
+    pipeline.write_text(json.dumps({"photo_pipeline": {"loader_samples_per_s": {
+        "baseline": {"1": 90.0, "8": 600.0}, "direct": {"1": 200.0, "8": 1200.0}, "prepared": {"1": 900.0}}}}))
     log = tmp_path / "log.jsonl"
     log.write_text("\n".join(json.dumps({"kind": "epoch", "images_per_s": 800.0, "seconds": 5.0, "loss_mse": loss,
                                          "val_metric": "PCK@0.2", "val_mean": pck})
                              for loss, pck in ((900.0, 10.0), (600.0, 25.0))) + "\n")
     steps = [{"name": "benchmark-model", "status": "passed", "figures": bench},
-             {"name": "pipeline", "status": "passed", "figures": {"pipeline_images_per_s": 1200.0}},
+             {"name": "pipeline", "status": "passed", "figures": summary.benchmark_figures(str(pipeline))},
              {"name": "train-supervised", "status": "passed", "figures": summary.training_figures(str(log))}]
     checks = {c["check"]: c for c in summary.gpu_checks(steps, "cuda")}
     assert checks["optimized supervised step against true fp32 (newell8, 256 px, batch 32)"]["met"] is True
     frac = checks["optimized supervised step, fraction of dense bf16 peak"]
     assert frac["met"] is False and frac["value"] == "15.0% of 989.4 TFLOP/s"
+    assert steps[1]["figures"] == {"pipeline_images_per_s": 1200.0, "pipeline_prepared_images_per_s": 900.0}
     assert checks["input pipeline keeps up with the optimized supervised step"]["met"] is True
     falls = checks["real photos on CUDA: the supervised loss falls"]
     assert falls["met"] is True and falls["value"] == "loss 900 -> 600 over 2 epochs"
