@@ -172,7 +172,7 @@ DEADLINE=$SECONDS
 
 # ---- the CUDA path and the benchmark (no data needed)
 planned cuda-tests "$OUT/cuda-tests.xml" \
-  "${PY[@]}" pytest -q -m cuda tests/test_cuda.py --junitxml "$OUT/cuda-tests.xml"
+  "${PY[@]}" pytest -q -m cuda tests/test_cuda.py tests/test_pipeline.py --junitxml "$OUT/cuda-tests.xml"
 planned benchmark-model "$OUT/bench-model.json" \
   "${PY[@]}" scripts.benchmark --device "$DEVICE" "${bench_model[@]}" --skip_pipeline \
   --time_budget "${BENCH_TIME_BUDGET:-60}" ${quick[@]+"${quick[@]}"} ${bench_extra[@]+"${bench_extra[@]}"} \
