@@ -261,7 +261,7 @@ def photo_datasets(root: str, prepared: str, res: int) -> dict[str, torch.utils.
     """What a DataLoader worker runs on each path: float samples (baseline), compact samples (direct:
     reduced decode; prepared: the crops), all with the default config's augmentation at ``res`` input."""
     out = res // 4
-    cfg = load_config("default_config", {"input_res": res, "output_res": out, "sigma": 2.0 * out / 64})
+    cfg = load_config("default_config", {"input_res": res, "sigma": 2.0 * out / 64})
     pipeline = build_dataset("mpii", root, "train", cfg, train=True)
     kwargs = {k: getattr(pipeline, k) for k in ("input_res", "output_res", "sigma", "mean", "std", "augmentation",
                                                 "seed")}
@@ -341,7 +341,7 @@ def expand_rate(dataset, batch: int, device: torch.device, repeats: int) -> floa
     compact = default_collate([dataset[key] for key in photo_keys(batch, len(dataset))])
     if device.type == "cuda":
         compact = {k: v.pin_memory() for k, v in compact.items()}
-    return _best_rate(lambda: expand_batch(compact, device), batch, device, warmup=2, iters=5, repeats=repeats)
+    return _best_rate(lambda: expand_batch(compact, device), batch, device, warmup=2, iters=5, repeats=repeats)["rate"]
 
 
 def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, samples: int) -> dict:
