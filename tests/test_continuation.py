@@ -125,6 +125,7 @@ def test_a_continued_run_resumes_like_any_run_and_keeps_its_lineage(original):
     assert "continued_from" not in json.loads((run / "config.json").read_text())
 
 
+@pytest.mark.slow
 def test_algorithm1_without_p_and_c_continues_on_the_originals_next_epoch(original):
     """Arm S2 (two error-loss updates per batch): its epochs step on the original's epoch-3 and epoch-4
     batches, with G's optimiser state carried over (its step count goes on from the snapshot's)."""
