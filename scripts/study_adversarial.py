@@ -24,7 +24,6 @@ settings changed. Nothing here is chosen on val scores: the decision rule is fix
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -150,14 +149,6 @@ def trained_epochs(run_dir: str) -> int:
     return load_checkpoint(path, flag="--runs")["state"]["epoch"] if os.path.isfile(path) else 0
 
 
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_name(path: str, results: str) -> str:
     """A committed export by its path inside the results folder; one left outside by its absolute path."""
     inside = os.path.abspath(path).startswith(os.path.abspath(results) + os.sep)
@@ -204,7 +195,7 @@ def write_record(run: Run, args: argparse.Namespace, metrics: str, run_dir: str,
 
     from reporting.records import run_record
     from runtime.device import choose_precision, cpu_capability, precision_name
-    from storage.io import write_json
+    from storage.io import file_sha256, write_json
 
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
@@ -214,7 +205,7 @@ def write_record(run: Run, args: argparse.Namespace, metrics: str, run_dir: str,
                         start_epoch=0 if run.arm == "S1" else args.snapshot_epoch, arm=ARMS[run.arm][0],
                         config_preset=args.config, isa=cpu_capability(), precision=precision,
                         date=time.strftime("%Y-%m-%d", time.gmtime()), g_export=export_name(weights, args.results),
-                        g_sha256=sha256(weights))
+                        g_sha256=file_sha256(weights))
     logs = os.path.join(args.results, "logs", run.name)
     os.makedirs(logs, exist_ok=True)
     shutil.copyfile(os.path.join(run_dir, "log.jsonl"), os.path.join(logs, "log.jsonl"))  # curves from the repo

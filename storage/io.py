@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -97,6 +98,15 @@ def ensure_writable_dir(path: str, flag: str) -> str:
     except OSError as err:
         raise UserInputError(f"{flag}: cannot write to directory {path} ({err.strerror})") from None
     return path
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def json_safe(value: Any) -> Any:

@@ -19,13 +19,13 @@ the machine kind the original ran on for bit-exact epochs.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Mapping
 
 from checkpoint import FORMAT_VERSION, LOADED_FROM
 from config import Config, config_from_dict
+from storage.io import file_sha256
 from training.spec import RunSpec
 from training.state import TrainState
 from utils.errors import UserInputError
@@ -111,9 +111,5 @@ def lineage(ckpt: dict) -> dict:
     """Where a continuation continued from, for its checkpoints and config.json: the file (path, sha256), the
     run that wrote it (run_id) and its position (epochs and iterations done)."""
     path = ckpt[LOADED_FROM]
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"path": path, "sha256": digest.hexdigest(), "epoch": ckpt["state"]["epoch"],
+    return {"path": path, "sha256": file_sha256(path), "epoch": ckpt["state"]["epoch"],
             "iteration": ckpt["state"]["iteration"], "run_id": ckpt.get("run_id")}
