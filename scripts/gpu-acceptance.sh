@@ -188,18 +188,19 @@ planned pipeline "$OUT/bench-pipeline.json" \
 common=(--dataset lspet --path "$DATA" --config "$CONFIG" --device "$DEVICE" --save_root "$OUT/runs"
         --train_split train --max_train_samples "${TRAIN_SAMPLES:-0}" ${val_samples[@]+"${val_samples[@]}"}
         ${train_compile[@]+"${train_compile[@]}"})
+score() {  # test.py on run $1's last.pt, the val split, flip test on
+  planned "test-$1" "$OUT/test/$1/metrics.json" \
+    "${PY[@]}" test --checkpoint "$OUT/runs/$1/last.pt" --dataset lspet --path "$DATA" --split val \
+    --device "$DEVICE" --output "$OUT/test/$1" --overwrite ${test_samples[@]+"${test_samples[@]}"}
+}
 STEP_SIGNAL=TERM planned train-supervised "$OUT/runs/supervised/log.jsonl" \
   "${PY[@]}" train_supervised "${common[@]}" --model_name supervised --epochs "${TRAIN_EPOCHS:-0}" \
   --set "lr_milestones=[${DROP:-1}]" --set "snapshot_epochs=${SNAPSHOT_EPOCHS:-[]}"
-planned test-supervised "$OUT/test/supervised/metrics.json" \
-  "${PY[@]}" test --checkpoint "$OUT/runs/supervised/last.pt" --dataset lspet --path "$DATA" --split val \
-  --device "$DEVICE" --output "$OUT/test/supervised" --overwrite ${test_samples[@]+"${test_samples[@]}"}
+score supervised
 STEP_SIGNAL=TERM planned train-adversarial "$OUT/runs/adversarial/log.jsonl" \
   "${PY[@]}" train_adversarial "${common[@]}" --model_name adversarial --epochs "${ADV_EPOCHS:-0}" \
   --pretrained "$OUT/runs/supervised/epoch_${SNAPSHOT:-0}.pt" --set "lr_milestones=[${ADV_DROP:-1}]"
-planned test-adversarial "$OUT/test/adversarial/metrics.json" \
-  "${PY[@]}" test --checkpoint "$OUT/runs/adversarial/last.pt" --dataset lspet --path "$DATA" --split val \
-  --device "$DEVICE" --output "$OUT/test/adversarial" --overwrite ${test_samples[@]+"${test_samples[@]}"}
+score adversarial
 
 summary=(--device "$DEVICE" --profile "$PROFILE" --budget "$BUDGET")
 if [ "$QUICK" = 1 ]; then summary+=(--quick); fi
