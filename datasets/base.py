@@ -178,13 +178,16 @@ def person_box_from_joints(joints: np.ndarray, annotated: np.ndarray, margin: fl
 _LEVELS = np.arange(256, dtype=np.float32)[:, None]  # (256, 1) every uint8 value
 
 
+def rgba_pays(image: np.ndarray, input_res: int) -> bool:
+    """Whether a 3-channel image is small enough (at most 4x the crop's pixels) that converting it to RGBA for
+    OpenCV's faster 4-channel warp costs less than it saves (``warp_crop``)."""
+    return image.ndim == 3 and image.shape[2] == 3 and image.shape[0] * image.shape[1] <= 4 * input_res**2
+
+
 def warp_source(image: np.ndarray, input_res: int) -> np.ndarray:
-    """RGB image -> what the decoded-image cache keeps: RGBA when the image is small (at most 4x the crop's
-    pixels), so that ``warp_crop`` takes OpenCV's 4-channel warp without converting it each time."""
-    small = image.shape[0] * image.shape[1] <= 4 * input_res**2
-    if image.ndim == 3 and image.shape[2] == 3 and small:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
-    return image
+    """RGB image -> what the decoded-image cache keeps: RGBA where ``rgba_pays``, so that ``warp_crop`` takes
+    OpenCV's 4-channel warp without converting it each time."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA) if rgba_pays(image, input_res) else image
 
 
 def warp(source: np.ndarray, affine: np.ndarray, input_res: int) -> np.ndarray:
@@ -201,7 +204,7 @@ def warp_crop(source: np.ndarray, affine: np.ndarray, input_res: int, bgr: bool 
     first: OpenCV's 4-channel bilinear warp is up to 2x faster than its 3-channel one and gives the same
     values, each channel being interpolated on its own; for a larger image the conversion would cost more
     than it saves."""
-    if source.shape[2] == 3 and source.shape[0] * source.shape[1] <= 4 * input_res**2:
+    if rgba_pays(source, input_res):
         source, bgr = cv2.cvtColor(source, cv2.COLOR_BGR2RGBA if bgr else cv2.COLOR_RGB2RGBA), False
     crop = warp(source, affine, input_res)
     if crop.shape[2] == 4:
