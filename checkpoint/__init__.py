@@ -81,6 +81,17 @@ def training_checkpoint(*, config: dict, dataset: str, data: dict, net_args: dic
     }
 
 
+def check_training_checkpoint(ckpt: dict, flag: str, verb: str, hint: str = "") -> None:
+    """One-line refusal (naming ``flag``) of a checkpoint a run cannot ``verb`` (resume, continue): a
+    weights-only file, or another format than this version writes (``hint``: what to do instead)."""
+    if "optimizers" not in ckpt:  # a weights-only export (scripts/export.py): G's weights, no training state
+        raise UserInputError(f"{flag}: a weights-only file has no training state to {verb} from (start a run "
+                             f"from its weights with --pretrained)")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise UserInputError(f"{flag}: checkpoint format {ckpt.get('format_version')}, this version {verb}s "
+                             f"format {FORMAT_VERSION} only{hint}")
+
+
 def net_args_of(ckpt: dict) -> dict[str, dict]:
     """The constructor arguments of every network a training checkpoint holds, by network name."""
     return {"generator": ckpt["model_args"], **ckpt["disc_args"]}

@@ -23,7 +23,7 @@ import math
 import os
 from collections.abc import Mapping
 
-from checkpoint import FORMAT_VERSION, LOADED_FROM
+from checkpoint import LOADED_FROM, check_training_checkpoint
 from config import Config, config_from_dict
 from storage.io import file_sha256
 from training.spec import RunSpec
@@ -59,12 +59,7 @@ def check_continuation(ckpt: dict, cfg: Config, spec: RunSpec, world_size: int, 
     config that differs beyond an arm's keys, or the checkpoint's own run directory as the new run's."""
     path = ckpt[LOADED_FROM]
     flag = f"--continue_from {path}"
-    if "optimizers" not in ckpt:
-        raise UserInputError(f"{flag}: a weights-only file has no training state to continue (start a run from "
-                             f"its weights with --pretrained)")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise UserInputError(f"{flag}: checkpoint format {ckpt.get('format_version')}, this version continues "
-                             f"format {FORMAT_VERSION} only")
+    check_training_checkpoint(ckpt, flag, "continue")
     state = ckpt["state"]
     if state["epoch_step"] != 0:
         raise UserInputError(f"{flag}: saved {state['epoch_step']} steps into epoch {state['epoch'] + 1}; a "

@@ -14,7 +14,7 @@ import os
 import torch
 from tqdm import tqdm
 
-from checkpoint import FORMAT_VERSION, LOADED_FROM, net_args_of
+from checkpoint import LOADED_FROM, check_training_checkpoint, net_args_of
 from config import Config
 from datasets import check_image_files
 from datasets.base import PoseDataset
@@ -60,13 +60,9 @@ def check_resume_compatible(ckpt: dict, method: str, dataset: str, net_args: dic
     """One-line error when the checkpoint cannot continue as this run: no training state, another format, or
     another method, dataset or architecture."""
     path = ckpt[LOADED_FROM]
-    if "optimizers" not in ckpt:  # a weights-only export (scripts/export.py): G's weights, no training state
-        raise UserInputError(f"--resume {path}: a weights-only file has no training state to resume from "
-                             "(start a run from its weights with --pretrained)")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise UserInputError(f"--resume {path}: checkpoint format {ckpt.get('format_version')}, this version "
-                             f"resumes format {FORMAT_VERSION} only (README, Resume); start a run from its "
-                             f"weights with --pretrained, or resume it with the version that wrote it")
+    check_training_checkpoint(ckpt, f"--resume {path}", "resume",
+                              " (README, Resume); start a run from its weights with --pretrained, or resume it "
+                              "with the version that wrote it")
     if ckpt["method"] != method:
         article = "an" if str(ckpt["method"])[:1] in "aeiou" else "a"
         raise UserInputError(f"--resume {path}: checkpoint is from {article} {ckpt['method']} run, not {method}")
