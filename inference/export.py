@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from checkpoint import save_checkpoint
 from datasets import DATASETS
 from inference.weights import generator_from_checkpoint
 from storage.io import atomic_output
@@ -68,9 +69,9 @@ def export_record(ckpt: dict, fp16: bool = False) -> dict:
 
 
 def save_export(record: dict, path: str) -> str:
-    """Write the record atomically (temp file, then rename); returns ``path``."""
-    with atomic_output(path) as tmp:
-        torch.save(record, tmp)
+    """Write the record as every checkpoint is written (``checkpoint.save_checkpoint``: plain types only,
+    atomic and durable); returns ``path``."""
+    save_checkpoint(record, path)
     return path
 
 

@@ -22,7 +22,7 @@ from config import Config
 from inference.evaluate import evaluate
 from models import count_parameters
 from reporting.plots import plot_training_curves
-from runtime.device import choose_precision, precision_name
+from runtime.device import precision_name
 from runtime.distributed import cleanup_distributed, init_distributed
 from storage.io import write_json
 from training.build import adversarial_params, error_loss_params
@@ -105,9 +105,9 @@ def fit(run: Run, stop: StopSignals | None = None) -> dict | None:
     cfg, st = run.cfg, run.state
     stop = stop or StopSignals()
     ranks = f" | {run.dist.world_size} process(es), {torch.distributed.get_backend()}" if run.dist.distributed else ""
-    why = choose_precision(cfg.amp, run.device).reason
     run.say(f"{cfg.method} | {run.spec.dataset} | G {count_parameters(run.nets.generator):,} params | "
-            f"device {run.device} | {precision_name(run.ctx.dtype, run.device, training=True)} ({why}){ranks} | "
+            f"device {run.device} | {precision_name(run.ctx.dtype, run.device, training=True)} "
+            f"({run.precision.reason}){ranks} | "
             f"{len(run.train_set)} train / {len(run.val_set)} val images")
     val = None
     try:

@@ -39,7 +39,7 @@ from datasets import build_dataset
 from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
 from inference.evaluate import InferenceSettings, inference_settings, make_eval_loader
-from runtime.device import autocast_dtype, precision_note, resolve_compile
+from runtime.device import Precision, choose_precision, precision_note, resolve_compile
 from runtime.distributed import DistInfo, all_ranks_agree, first_error, init_distributed
 from runtime.system import derived_seed, rank_seed, seed_everything, seed_generators, tune_malloc
 from training.build import (
@@ -83,6 +83,7 @@ class Run:
     optims: dict
     schedulers: dict
     ctx: StepContext
+    precision: Precision  # ctx.dtype and why it was chosen (the first log line says it)
     guard: GuardedStep  # the fault handling around each step (training/guard.py)
     infer: InferenceSettings
     log: RunLog
@@ -157,7 +158,8 @@ def assemble(cfg: Config, spec: RunSpec, dist: DistInfo, device: torch.device,
     nets = place_nets(nets, device, cfg.channels_last, compiled, dist, cfg.sync_bn)
     global_batch = cfg.batch_size * dist.world_size
     optims = build_optimizers(nets, cfg, device, global_batch)
-    ctx = build_step_context(device, autocast_dtype(cfg.amp, device), optims, cfg.grad_clip, cfg.channels_last)
+    precision = choose_precision(cfg.amp, device)
+    ctx = build_step_context(device, precision.dtype, optims, cfg.grad_clip, cfg.channels_last)
     train_loader, sampler = make_train_loader(train_set, cfg, dist, spec, device)
     run = Run(cfg=cfg, spec=spec, dist=dist, device=device, train_set=train_set, val_set=val_set,
               train_loader=train_loader, sampler=sampler,
@@ -165,6 +167,7 @@ def assemble(cfg: Config, spec: RunSpec, dist: DistInfo, device: torch.device,
                                           spec.max_val_samples,
                                           pin_memory=device.type == "cuda"),
               nets=nets, net_args=net_args, optims=optims, schedulers=build_schedulers(optims, cfg), ctx=ctx,
+              precision=precision,
               guard=guarded_step(ctx, nets, spec.skip_bad_images, spec.skip_nonfinite,
                                  all_ranks_agree if dist.distributed else this_process),
               infer=inference_settings(cfg, val_set.spec, device, cfg.flip_test),
