@@ -181,7 +181,8 @@ def contrast_table(records: list[dict], contrasts: list[tuple[str, str]], margin
     """Markdown table of the contrasts (arm, baseline) that a study's decision rule reads: per-seed differences,
     their mean, the 95% interval over seeds then images (``reporting.bootstrap``) and, for comparison, the one
     over images alone, the rule's outcome at ``margin`` points and the seeds a projection says would settle an
-    inconclusive one. Rows whose arms have no records (yet) say so."""
+    inconclusive one. Rows whose arms have no records (yet) say so, and a contrast with one seed gets no
+    outcome: the rule reads an interval that includes the seed-to-seed spread."""
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_method[r["method"]].append(r)
@@ -196,11 +197,15 @@ def contrast_table(records: list[dict], contrasts: list[tuple[str, str]], margin
             continue
         seeds, hits_a, hits_b, counted = paired_hits(runs, base)
         c = paired_contrast(hits_a, hits_b, counted, seeds, n_boot)
-        outcome = verdict(c.seeds_then_images, margin)
-        settle = "" if outcome != INCONCLUSIVE else (str(seeds_to_settle(c, margin) or "more val images"))
+        if len(c.seeds) < 2:  # no seed-to-seed spread yet: the seeds-then-images interval would be the image one
+            across, outcome, settle = "n/a: one seed", "not read: one seed has no seed-to-seed spread", ""
+        else:
+            across = f"[{c.seeds_then_images[0]:+.2f}, {c.seeds_then_images[1]:+.2f}]"
+            outcome = verdict(c.seeds_then_images, margin)
+            settle = "" if outcome != INCONCLUSIVE else (str(seeds_to_settle(c, margin) or "more val images"))
         lines.append(f"| {name} | {', '.join(map(str, c.seeds))} | " + ", ".join(f"{x:+.2f}" for x in c.per_seed)
-                     + f" | **{c.difference:+.2f}** | [{c.seeds_then_images[0]:+.2f}, {c.seeds_then_images[1]:+.2f}]"
-                     f" | [{c.image_only[0]:+.2f}, {c.image_only[1]:+.2f}] | {outcome} | {settle} |")
+                     + f" | **{c.difference:+.2f}** | {across} | [{c.image_only[0]:+.2f}, {c.image_only[1]:+.2f}]"
+                     f" | {outcome} | {settle} |")
     return "\n".join(lines) + "\n"
 
 

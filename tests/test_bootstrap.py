@@ -130,6 +130,10 @@ def test_contrast_table_gives_each_contrast_its_outcome():
     row = next(line for line in table.splitlines() if line.startswith("| A − S2 |"))
     assert "| 0, 1, 2 | +4.00, +5.00, +6.00 | **+5.00** |" in row and f"| {ABOVE} |" in row
     assert "| S2 − S1 | | | n/a | no seed recorded for both arms yet |" in table
+    one_seed = contrast_table([r for r in records if r["seed"] == 0], [("A", "S2")], margin=0.5, n_boot=1000)
+    row = next(line for line in one_seed.splitlines() if line.startswith("| A − S2 |"))
+    assert "| 0 | +4.00 | **+4.00** | n/a: one seed |" in row and "| not read: one seed" in row
+    assert ABOVE not in row
     paired = paired_table(records, "S2", 1000)  # the summary's paired table shows both intervals too
     c = paired_contrast(hits_a, hits_b, counted, [0, 1, 2], n_boot=1000)
     assert f"[{c.seeds_then_images[0]:+.2f}, {c.seeds_then_images[1]:+.2f}] |" in paired
