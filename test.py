@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="model checkpoint (.pt) from train_supervised.py or train_adversarial.py")
-    src.add_argument("--predictions", help="h5 file with dataset 'preds' (N x J x 2, original-image px)")
+    src.add_argument("--predictions", help="h5 file with dataset 'preds' (N x J x 2, original-image px in the "
+                     "frame of the dataset's annotation files, as test.py writes predictions.h5)")
     p.add_argument("--dataset", default="synthetic", help=f"one of: {', '.join(DATASETS)}")
     p.add_argument("--path", default=None, help="dataset directory (not needed for synthetic)")
     p.add_argument("--split", default=None, help="split to evaluate (default: the dataset's val/test split)")
@@ -119,10 +120,11 @@ def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, o
     """Score a predictions file or evaluate a checkpoint on ``split``; write the files into ``outdir``."""
     if args.predictions:
         dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
-        preds = read_predictions(args.predictions, len(dataset), dataset.spec.num_joints)
+        rows = np.arange(len(dataset))
+        preds = dataset.from_file_frame(read_predictions(args.predictions, len(dataset), dataset.spec.num_joints),
+                                        rows)
         result = score_predictions(preds, dataset, args.alpha) if dataset.ann.labelled else {}
         check_usable(result, f"--predictions {args.predictions}")
-        rows = np.arange(len(dataset))
     else:
         result, dataset = evaluate_checkpoint(
             args.checkpoint, args.dataset, args.path, split, args.device, flip=not args.no_flip, amp=args.amp,
@@ -140,7 +142,8 @@ def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, o
         if dataset.ann.labelled:
             plot_pck_curve(result, os.path.join(outdir, "pck_curve.png"))
         rows, preds = result.pop("index"), result.pop("preds")
-        write_predictions(os.path.join(outdir, "predictions.h5"), preds, result.pop("scores"))
+        write_predictions(os.path.join(outdir, "predictions.h5"), dataset.to_file_frame(preds, rows),
+                          result.pop("scores"))
     if submission:
         path = write_mpii_submission(os.path.join(outdir, SUBMISSION_NAME), preds, rows, dataset, args.mpii_mat)
         print(f"submission: {path}" + ("" if args.mpii_mat else " (people of test.h5 only; pass --mpii_mat "

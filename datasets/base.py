@@ -292,6 +292,7 @@ class PoseDataset(torch.utils.data.Dataset):
 
     spec: JointSpec
     ann: Annotations
+    file_origin = 0.0  # the top-left pixel's centre in the dataset's own files (MPII's are MATLAB's: 1)
 
     def __init__(
         self,
@@ -336,6 +337,15 @@ class PoseDataset(torch.utils.data.Dataset):
         count = len(self) if limit is None else min(limit, len(self))
         paths = dict.fromkeys(p for p in (self.image_path(i) for i in range(count)) if p is not None)
         return [problem for problem in map(image_problem, paths) if problem is not None]
+
+    def to_file_frame(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Points (N, J, 2) of samples ``rows`` (N,), from the frame of ``self.ann`` (0-based px of the images it
+        reads) to the frame of the dataset's own annotation files, the one predictions files and submissions use."""
+        return np.asarray(points, np.float64) + self.file_origin
+
+    def from_file_frame(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Inverse of ``to_file_frame``: a predictions file's points in the frame of ``self.ann``."""
+        return np.asarray(points, np.float64) - self.file_origin
 
     def cache_images(self) -> None:
         """Decode every image once into RAM (in the layout ``warp`` reads); forked DataLoader workers share

@@ -16,6 +16,13 @@ SPLITS = {"train": "train.h5", "valid": "valid.h5", "val": "valid.h5", "test": "
 
 
 LABEL_KEYS = ("part", "visible", "normalize")  # in train/valid files; test files have no joints
+# MPII's coordinates are MATLAB's: the top-left pixel's centre is (1, 1) there and (0, 0) in this code. The
+# official annotations give joints in fractions of a pixel; Newell's h5 files (and scripts/prepare_mpii.py)
+# truncate them to whole pixels, so a stored k came from [k, k + 1) in MATLAB px and is read as that span's
+# centre, k + 0.5 - 1 in 0-based px. Predictions files are written in that h5 frame (0-based + H5_ORIGIN), the
+# one published validation predictions and tables are scored in; submissions in MATLAB's (inference/submission.py).
+MATLAB_ORIGIN = 1.0
+H5_ORIGIN = MATLAB_ORIGIN - 0.5
 
 
 def _read(f: h5py.File, key: str, path: str, shape_tail: tuple[int, ...], numeric: bool = True) -> np.ndarray:
@@ -30,6 +37,18 @@ def _read(f: h5py.File, key: str, path: str, shape_tail: tuple[int, ...], numeri
     return arr.astype(np.float64) if numeric else arr
 
 
+def joints_from_file(parts: np.ndarray, annotated: np.ndarray) -> np.ndarray:
+    """``part`` of an MPII h5 file (N, 16, 2; truncated MATLAB px) -> 0-based original px; (0, 0) where
+    ``annotated`` is False, the files' mark of a missing joint."""
+    return np.where(annotated[..., None], parts - H5_ORIGIN, 0.0)
+
+
+def joints_to_file(joints: np.ndarray, annotated: np.ndarray) -> np.ndarray:
+    """0-based original px (N, 16, 2) -> ``part`` as the h5 files store it, truncated MATLAB px (the inverse
+    of ``joints_from_file`` up to the truncation)."""
+    return np.where(annotated[..., None], np.floor(joints + MATLAB_ORIGIN), 0.0)
+
+
 def load_mpii_annotations(path: str, labelled: bool = True) -> Annotations:
     """Read one h5 file. Person box: the file's ``center``, side 200 x ``scale`` px.
 
@@ -40,7 +59,10 @@ def load_mpii_annotations(path: str, labelled: bool = True) -> Annotations:
     The stacked-hourglass h5 files already hold Newell et al.'s adjustment of the official annotation
     (centre y + 15 s, scale x 1.25, so fewer feet are cut off): in the real valid.h5 every
     ``center_y - 12 scale`` is a whole pixel, the official ``objpos``. ``scripts/prepare_mpii.py`` writes
-    it the same way, so it is not applied again here."""
+    it the same way, so it is not applied again here.
+
+    The returned joints and centres are 0-based original px (``joints_from_file``); the files' are MATLAB's
+    (the centres whole MATLAB px, the joints truncated ones)."""
     with open_h5(path, "an MPII annotation file annot/<split>.h5") as f:
         if labelled:
             missing = [k for k in LABEL_KEYS if k not in f]
@@ -67,10 +89,10 @@ def load_mpii_annotations(path: str, labelled: bool = True) -> Annotations:
         check_values(normalize, path, "'normalize'", names, low=0.0)
     annotated = ~np.all(parts == 0, axis=-1)  # MPII marks a missing joint with (0, 0)
     return Annotations(
-        joints=parts,
+        joints=joints_from_file(parts, annotated),
         annotated=annotated,
         visible=annotated & (visible > 0),
-        centers=centers,
+        centers=centers - MATLAB_ORIGIN,
         box_sizes=200.0 * scales,
         ref_lengths=normalize,
         image_names=names,
@@ -82,6 +104,7 @@ class MPIIDataset(PoseDataset):
     """MPII: 16 joints, PCKh with the file's ``normalize`` (0.6 x head-box diagonal) as reference."""
 
     spec = MPII
+    file_origin = H5_ORIGIN
 
     def __init__(self, root: str, split: str, **pipeline):
         super().__init__(**pipeline)

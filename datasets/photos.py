@@ -17,6 +17,7 @@ import os
 import cv2
 import numpy as np
 
+from datasets.mpii import MATLAB_ORIGIN, joints_to_file
 from datasets.mpii_official import write_h5
 from datasets.synthetic import head_box_sizes, render_scene, sample_scene
 from storage.io import atomic_output
@@ -48,8 +49,8 @@ def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
 
 def render_photo(rng: np.random.Generator, width: int, height: int) -> dict:
     """One photo and its person: ``image`` (H, W, 3) uint8 RGB; ``joints`` (16, 2) photo px, MPII order,
-    (0, 0) where outside the photo; ``visible`` (16,) 0/1; ``center`` (2,) and ``box`` (person-box side)
-    as MPII's files give them; ``head`` the PCKh reference (0.6 x head-box diagonal), photo px."""
+    (0, 0) where outside the photo; ``visible`` (16,) 0/1; ``center`` (2,) photo px and ``box``
+    (person-box side) as MPII's files define them; ``head`` the PCKh reference (0.6 x head-box diagonal), photo px."""
     target = float(np.clip(BOX_MEDIAN * np.exp(rng.normal(0, BOX_LOG_SIGMA)), *BOX_RANGE))
     canvas = int(round(target / FIGURE_SHARE))
     scene = sample_scene(rng, canvas)
@@ -90,8 +91,9 @@ def write_photo_set(root: str, splits: dict[str, int], seed: int = 0, size: tupl
                 f.write(data.tobytes())
             total += data.size
             sides.append(photo["box"])
-            for key, value in (("imgname", name.encode()), ("center", photo["center"]),
-                               ("scale", photo["box"] / 200.0), ("part", photo["joints"]),
+            inside = np.any(photo["joints"] != 0, axis=1)
+            for key, value in (("imgname", name.encode()), ("center", photo["center"] + MATLAB_ORIGIN),
+                               ("scale", photo["box"] / 200.0), ("part", joints_to_file(photo["joints"], inside)),
                                ("visible", photo["visible"]), ("normalize", photo["head"])):
                 rows[key].append(value)
         arrays = {k: np.array(v) if k == "imgname" else np.asarray(v, np.float64) for k, v in rows.items()}

@@ -11,7 +11,8 @@ A prepared folder holds, per split, ``<split>.npy`` (N, side, side, 3) uint8, wh
 memory-map, and ``<split>.h5``: the annotations in crop px (the crop is a similarity of the photo: joints
 and box centre mapped, box side and metric reference length scaled, so PCK/PCKh are the photo's), each
 crop's ``affines`` (photo px -> crop px, to take predictions back to the photo) and, as attributes, what
-the crops were made for. ``PreparedMPII`` and ``PreparedLSP`` read it as any other dataset
+the crops were made for and ``file_origin``, the source dataset's (its files' frame, in which predictions files
+are written: ``to_file_frame``). ``PreparedMPII`` and ``PreparedLSP`` read it as any other dataset
 (``--dataset mpii_prepared --path <folder>``, ``lsp_prepared`` for LSP and LSPET); ``python -m scripts.prepare_crops``
 writes it.
 """
@@ -28,7 +29,7 @@ from datasets.base import Annotations, PoseDataset, decode_factor, warp_crop
 from datasets.skeleton import LSP, MPII, JointSpec
 from storage.io import open_h5
 from utils.errors import UserInputError
-from utils.geometry import apply_affine, crop_affine, decoded_affine, rotated_extent
+from utils.geometry import apply_affine, crop_affine, decoded_affine, invert_affine, rotated_extent
 
 FORMAT = 1
 SPECS: dict[str, JointSpec] = {"mpii": MPII, "lsp": LSP}
@@ -83,11 +84,12 @@ def write_annotations(path: str, arrays: dict[str, np.ndarray], attrs: dict) -> 
 
 
 def crop_attrs(spec: JointSpec, input_res: int, side: int, scale_max: float, rotation: float, labelled: bool,
-               source: str) -> dict:
-    """The attributes of a ``<split>.h5``: the format, joint layout and what the crops allow."""
+               source: str, file_origin: float) -> dict:
+    """The attributes of a ``<split>.h5``: the format, joint layout, what the crops allow and the source's
+    file frame (``PoseDataset.file_origin``)."""
     name = next(k for k, v in SPECS.items() if v == spec)
     return {"format": FORMAT, "spec": name, "input_res": input_res, "side": side, "scale_max": scale_max,
-            "rotation": rotation, "labelled": labelled, "source": source}
+            "rotation": rotation, "labelled": labelled, "source": source, "file_origin": file_origin}
 
 
 class PreparedDataset(PoseDataset):
@@ -118,9 +120,15 @@ class PreparedDataset(PoseDataset):
             if SPECS[str(attrs["spec"])] != self.spec:
                 raise UserInputError(f"{path}: crops of {attrs['spec']} people; read them with --dataset "
                                      f"{attrs['spec']}_prepared")
+            if "file_origin" not in attrs and attrs["spec"] == "mpii":
+                raise UserInputError(f"{path}: prepared before MPII's MATLAB coordinates were moved to 0-based "
+                                     f"px (its joints are half a pixel off); prepare it again "
+                                     f"(scripts/prepare_crops.py)")
             arrays = {k: f[k][()] for k in ("joints", "annotated", "visible", "centers", "box_sizes", "ref_lengths",
-                                            "image_names")}
+                                            "image_names", "affines")}
         self.attrs = attrs
+        self.file_origin = float(attrs.get("file_origin", 0.0))
+        self.affines = arrays["affines"]
         self._check_config(path)
         self.ann = Annotations(
             joints=arrays["joints"], annotated=arrays["annotated"].astype(bool),
@@ -149,6 +157,15 @@ class PreparedDataset(PoseDataset):
         if asks:
             raise UserInputError(f"{path}: the config asks for {', '.join(asks)}; prepare the crops again with "
                                  f"this config (scripts/prepare_crops.py)")
+
+    def to_file_frame(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Crop px of samples ``rows`` -> the source photos' file frame (through each crop's affine)."""
+        photo = apply_affine(invert_affine(self.affines[np.asarray(rows)]), points)
+        return photo + self.file_origin
+
+    def from_file_frame(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The source photos' file frame -> crop px of samples ``rows``."""
+        return apply_affine(self.affines[np.asarray(rows)], np.asarray(points, np.float64) - self.file_origin)
 
     def load_image(self, index: int) -> np.ndarray:
         """(side, side, 3) uint8 RGB crop of sample ``index``, a view of the memory-mapped array."""

@@ -3,8 +3,8 @@
 The MPII evaluation (``evaluatePCKh.m`` of the official toolkit) loads the variable ``pred`` from
 ``pred_keypoints_mpii.mat``: a struct array shaped like ``RELEASE.annolist`` restricted to the test images,
 in which ``pred(i).annorect(r).annopoints.point`` holds one struct per joint with ``id`` (0-15, MPII joint
-order), ``x`` and ``y``. Coordinates are those of the annotation file: 1-based MATLAB pixels, exactly what
-test.py predicts for MPII (the h5 files keep the official frame).
+order), ``x`` and ``y``. Coordinates are those of the official annotations, MATLAB's (the top-left pixel's centre is
+(1, 1)): ``write_mpii_submission`` takes 0-based predictions and adds ``MATLAB_ORIGIN``.
 
 Two layouts:
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.io
 
-from datasets.mpii import MPIIDataset
+from datasets.mpii import MATLAB_ORIGIN, MPIIDataset
 from datasets.mpii_official import Release, get, load_release
 from storage.io import atomic_output
 from utils.errors import UserInputError
@@ -104,9 +104,10 @@ def annolist_from_release(preds: np.ndarray, index: np.ndarray, person: np.ndarr
 def write_mpii_submission(path: str, preds: np.ndarray, rows: np.ndarray, dataset: MPIIDataset,
                           release_path: str | None = None) -> str:
     """Write ``pred_keypoints_mpii.mat`` (variable ``pred``) atomically for the predicted ``rows`` (N,) of
-    the split, ``preds`` (N, J, 2) in the annotation file's px; ``release_path``: the official .mat for the
+    the split, ``preds`` (N, J, 2) in 0-based original px; ``release_path``: the official .mat for the
     layout the evaluation reads (module doc). Returns ``path``."""
     rows = np.asarray(rows, np.int64)
+    preds = np.asarray(preds, np.float64) + MATLAB_ORIGIN
     index, person = dataset.official_ids()
     if len(index) != len(dataset) or len(person) != len(dataset):
         raise UserInputError(f"MPII {dataset.split} split: index/person have {len(index)}/{len(person)} rows, "

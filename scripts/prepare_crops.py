@@ -84,7 +84,8 @@ def write_split(dataset, out: str, cfg, workers: int) -> tuple[str, int]:
         del crops
     root = getattr(dataset, "root", None)  # a generated dataset (synthetic) has no folder
     source = f"{os.path.abspath(root) if root else 'synthetic'}:{dataset.split}"
-    attrs = crop_attrs(dataset.spec, cfg.input_res, side, cfg.scale_max, cfg.rotation, dataset.ann.labelled, source)
+    attrs = crop_attrs(dataset.spec, cfg.input_res, side, cfg.scale_max, cfg.rotation, dataset.ann.labelled, source,
+                       dataset.file_origin)
     with atomic_output(ann_path) as tmp:
         write_annotations(tmp, prepared_annotations(dataset.ann, affines, cfg.input_res), attrs)
     return crops_path, os.path.getsize(crops_path)

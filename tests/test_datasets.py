@@ -58,8 +58,25 @@ def test_mpii_box_follows_the_hourglass_convention(mpii_root):
     assert len(ds) == 2958
     objpos_y = c[:, 1] - 12 * s
     np.testing.assert_allclose(objpos_y, np.round(objpos_y), atol=1e-9)  # the adjustment is in the file
-    np.testing.assert_allclose(ds.ann.centers, c)
+    np.testing.assert_allclose(ds.ann.centers, c - 1)  # MATLAB px -> 0-based
     np.testing.assert_allclose(ds.ann.box_sizes, 200 * s)
+
+
+def test_mpii_joints_are_read_without_bias_from_truncated_matlab_pixels():
+    """MPII's h5 files hold each joint as MATLAB px (1-based) truncated to a whole pixel: read back, random
+    0-based positions come out with no mean offset (reading the numbers as 0-based px would put them half a
+    pixel right and down, and flipping would turn that offset around), and a missing joint stays (0, 0)."""
+    from datasets.mpii import joints_from_file, joints_to_file
+
+    rng = np.random.default_rng(0)
+    joints = rng.uniform(0, 1000, (20000, 16, 2))
+    annotated = rng.random((20000, 16)) > 0.1
+    stored = joints_to_file(joints, annotated)
+    assert np.all(stored == np.round(stored)) and np.all(stored[~annotated] == 0) and stored[annotated].min() >= 1
+    back = joints_from_file(stored, annotated)
+    error = back[annotated] - joints[annotated]
+    assert np.abs(error).max() <= 0.5 and np.abs(error.mean(axis=0)).max() < 0.01
+    assert np.all(back[~annotated] == 0)
 
 
 @pytest.mark.parametrize("seed", range(3))

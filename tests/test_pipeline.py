@@ -165,6 +165,44 @@ def test_prepared_annotations_score_like_the_photos(photos, prepared):
     assert got["per_joint"] == pytest.approx(want["per_joint"], nan_ok=True)
 
 
+def test_prepared_predictions_are_written_in_the_photos_file_frame(photos, prepared, tmp_path, capsys):
+    """A predictions file from prepared crops holds photo px in the photos' file frame: the crops' own labels,
+    taken there, are the photos' ``part`` (not crop px, nor 0-based px), and test.py scores that file on the
+    photos."""
+    import h5py
+
+    import test as test_entry
+
+    cfg = load_config("default_config")
+    crops = build_dataset("mpii_prepared", prepared, "val", cfg, train=False)
+    rows = np.arange(len(crops))
+    in_file = crops.to_file_frame(crops.ann.joints, rows)
+    with h5py.File(os.path.join(photos, "annot", "valid.h5")) as f:
+        part = f["part"][()]
+    ok = crops.ann.annotated
+    assert np.abs(in_file[ok] - part[ok]).max() < 1e-6
+    np.testing.assert_allclose(crops.from_file_frame(in_file, rows)[ok], crops.ann.joints[ok], atol=1e-9)
+    with h5py.File(tmp_path / "p.h5", "w") as f:
+        f["preds"] = in_file
+    result = test_entry.main(["--predictions", str(tmp_path / "p.h5"), "--dataset", "mpii", "--path", photos,
+                              "--split", "valid", "--output", str(tmp_path / "out")])
+    assert result["mean"] == 100.0
+
+
+def test_prepared_mpii_crops_without_a_file_frame_are_refused(prepared, tmp_path):
+    """Crops prepared before MPII's MATLAB coordinates were read as such hold joints half a pixel off."""
+    import shutil
+
+    import h5py
+
+    old = tmp_path / "old"
+    shutil.copytree(prepared, old)
+    with h5py.File(old / "train.h5", "a") as f:
+        del f.attrs["file_origin"]
+    with pytest.raises(UserInputError, match="prepare it again"):
+        build_dataset("mpii_prepared", str(old), "train", load_config("default_config"), True)
+
+
 def test_prepared_crops_refuse_a_config_that_asks_for_more(prepared):
     with pytest.raises(UserInputError, match=r"rotation=40.0 \(crops made for 30.0\)"):
         build_dataset("mpii_prepared", prepared, "train", load_config("default_config", {"rotation": 40.0}), True)

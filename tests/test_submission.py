@@ -12,6 +12,7 @@ from test_prepare_mpii import rect, save_release
 
 import test as test_entry
 from config import load_config
+from datasets.mpii import H5_ORIGIN, MATLAB_ORIGIN
 from datasets.skeleton import MPII
 from models import build_generator
 from scripts import prepare_mpii
@@ -30,6 +31,7 @@ IMAGES = [
     ("t3.jpg", 0, [rect(objpos=(10, 10), scale=0.2)], []),
 ]
 TEST_PEOPLE = [(2, 0), (2, 2), (3, 1)]
+TO_MATLAB = MATLAB_ORIGIN - H5_ORIGIN  # predictions.h5 (the h5 files' frame) -> the submission's frame
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,8 @@ def test_test_split_writes_predictions_and_the_submission_without_a_metric(mpii,
     assert [p.image.name for p in pred] == ["t1.jpg", "t2.jpg"]  # the images of test.h5, official order
     first, second = np.atleast_1d(pred[0].annorect), np.atleast_1d(pred[1].annorect)
     assert len(first) == 2 and len(second) == 1  # one entry per test person
-    np.testing.assert_array_equal(_points(first[0]), preds[0])  # the annotation file's frame, as predicted
+    preds = preds + TO_MATLAB  # predictions.h5 is in the h5 files' frame, the submission in MATLAB's
+    np.testing.assert_array_equal(_points(first[0]), preds[0])
     np.testing.assert_array_equal(_points(first[1]), preds[1])
     np.testing.assert_array_equal(_points(second[0]), preds[2])
     assert [p.name for p in (out / "pictures").iterdir()] == ["00000_t1.png"]
@@ -110,6 +113,7 @@ def test_submission_in_the_official_layout_with_the_release(mpii, checkpoint, tm
     assert [(r.objpos.x, r.objpos.y) for r in rects[0]] == [(30, 40), (60, 40), (90, 50)]
     assert [r.scale for r in rects[0]] == [0.25, 0.2, 0.3]
     assert isinstance(rects[1][0].scale, np.ndarray) and rects[1][0].scale.size == 0  # absent in the release
+    preds = preds + TO_MATLAB
     np.testing.assert_array_equal(_points(rects[0][0]), preds[0])
     np.testing.assert_array_equal(_points(rects[0][2]), preds[1])
     empty = [rects[0][1], rects[1][0], rects[1][1], rects[2][0]]  # not predicted (not single, or past --max_samples)
@@ -144,4 +148,4 @@ def test_predictions_file_on_the_test_split_becomes_a_submission(mpii, tmp_path,
     assert "no metric" in capsys.readouterr().out
     pred = scipy.io.loadmat(tmp_path / "out" / "pred_keypoints_mpii.mat", struct_as_record=False,
                             squeeze_me=True)["pred"]
-    np.testing.assert_array_equal(_points(np.atleast_1d(pred[1].annorect)[0]), preds[2])
+    np.testing.assert_array_equal(_points(np.atleast_1d(pred[1].annorect)[0]), preds[2] + TO_MATLAB)
