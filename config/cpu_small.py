@@ -2,7 +2,7 @@
 
 Departures from the paper's recipe, each because a small net gets only ~2,000-5,000 steps here (the probes
 behind them are in the README's Results section, lspet-mini):
-- sigma 2 at 32 px (twice the paper's relative width) and heatmap_fg_weight 20: both pull the net off the
+- sigma 2 at 32 px (twice the default's relative width) and heatmap_fg_weight 20: both pull the net off the
   all-zero prediction early, where plain MSE on 99% background pixels holds it.
 - milder augmentation (rotation +-15 deg, scale 0.9-1.1): less variation to fit in a short run.
 - Adam at 1e-3 instead of RMSprop at 2.5e-4: a faster start.

@@ -14,7 +14,7 @@ CONFIG = {
     "pretrained": "",  # checkpoint whose G initialises this run's G ("" = random init; --pretrained)
     # --- data and augmentation -------------------------------------------------------------
     "input_res": 256,  # network input side in px (paper: 256x256); heatmaps are output_res = input_res / 4
-    "sigma": 2.0,  # std of target Gaussians in heatmap px at output_res 64 (the standard hourglass value)
+    "sigma": 2.0,  # std of target Gaussians in heatmap px at output_res 64 (HRNet's value; bearpaw's hourglass uses 1)
     "rotation": 30.0,  # max |rotation| in degrees, uniform (paper: +-30)
     "scale_min": 0.75,  # min random zoom factor of the person box (paper: 0.75)
     "scale_max": 1.25,  # max random zoom factor of the person box (paper: 1.25)
@@ -113,7 +113,7 @@ CONFIG = {
     "amp": "auto",
     "channels_last": True,  # NHWC activations (faster convolutions on CPU and tensor cores)
     "compile": False,  # torch.compile the models
-    "flip_test": True,  # average predictions with those of the mirrored image at test time
+    "flip_test": True,  # validation during training averages with the mirrored image (test.py: --no_flip)
     "snapshot_epochs": (),  # keep epoch_<N>.pt after N completed epochs, e.g. the supervised G to start P-GAN from
     "checkpoint_every": 0,  # also save last.pt every N iterations inside an epoch; 0 = only at epoch end
     "print_every": 50,  # iterations between text log lines (and loss read-backs)

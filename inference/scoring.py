@@ -71,8 +71,9 @@ def read_predictions(path: str, num_samples: int, num_joints: int) -> np.ndarray
 
 
 def write_predictions(path: str, preds: np.ndarray, scores: np.ndarray | None = None) -> None:
-    """Save ``preds`` (N, J, 2) original px (and optional per-joint ``scores``) as h5, atomically: the file is
-    built in memory, then written beside ``path`` and renamed, so a full disk leaves the old file whole."""
+    """Save ``preds`` (N, J, 2) px (test.py: in the dataset's file frame) and optional per-joint ``scores`` as
+    h5, atomically: the file is built in memory, then written beside ``path`` and renamed, so a full disk leaves
+    the old file whole."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         f.create_dataset("preds", data=np.asarray(preds, np.float64))
