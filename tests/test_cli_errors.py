@@ -208,6 +208,15 @@ def test_test_py_counts_out_of_range(tmp_path, capsys, run16, flag, value, expec
     assert fingerprint(out) == before
 
 
+@pytest.mark.parametrize("flag", ["--train_split", "--val_split"])
+@pytest.mark.parametrize("dataset", ["synthetic", "lspet"])
+def test_unknown_split_names_the_trainers_flag(tmp_path, capsys, request, flag, dataset):
+    """Once ``--split:``, a flag the trainers do not have."""
+    path = ["--path", request.getfixturevalue("lspet_root")] if dataset == "lspet" else []
+    line = error_line(train_supervised, train(tmp_path, "--dataset", dataset, *path, flag, "foo"), capsys)
+    assert line.startswith(f"error: {flag}: ") and "no split 'foo'" in line, line
+
+
 def test_unknown_set_key_lists_close_valid_keys(tmp_path, capsys):
     line = error_line(train_supervised, train(tmp_path, "--set", "chanels=8"), capsys)
     assert "unknown config key 'chanels'" in line and "channels" in line
