@@ -68,6 +68,22 @@ def test_an_existing_json_is_refused_before_any_measurement(tmp_path, capsys):
     assert out.read_text() == "{}"
 
 
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--batch_size", "0"], "error: --batch_size: must be at least 1, got 0"),  # once: the config's batch
+    (["--data", "/nonexistent"], "error: --data: no joints.mat in /nonexistent; expected an LSPET-layout folder"),
+])
+def test_bad_batch_size_or_data_is_refused_not_replaced(capsys, flags, expected):
+    """Once --batch_size 0 ran at the config's batch, and a --data that does not exist measured synthetic data."""
+    line = error_line(benchmark, ["--config", "config.tiny", "--device", "cpu", *flags], capsys)
+    assert line.startswith(expected), line
+
+
+def test_only_the_default_data_falls_back_to_synthetic(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, "DEFAULT_DATA", str(tmp_path / "absent"))
+    _, name = benchmark.pipeline_dataset(None, 64, cache=False)
+    assert name == "synthetic (lspet-mini not found)"
+
+
 def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):
     args = benchmark.parse_args([])
     assert benchmark.peak_tflops(args, torch.device("cpu"), None) is None
