@@ -1,6 +1,6 @@
 """Throughput of the input pipeline, the training steps and inference; prints a table, optionally writes JSON.
 
-    python -m scripts.benchmark --config config.cpu_small --json docs/bench-cpu.json
+    python -m scripts.benchmark --config config.cpu_small --json docs/bench-cpu.json --overwrite  # the committed one
     python -m scripts.benchmark --config config.newell8 --batch_size 32 --device cuda --json bench-h100.json
     python -m scripts.benchmark --quick --config config.tiny          # smoke test, well under a minute on CPU
 
