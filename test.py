@@ -33,7 +33,7 @@ from inference.scoring import (
 )
 from inference.submission import SUBMISSION_NAME, write_mpii_submission
 from reporting.plots import plot_pck_curve, save_prediction_pictures
-from storage.io import check_replaceable, ensure_writable_dir, replacing_note
+from storage.io import check_replaceable, ensure_writable_dir, replacing_note, some_names
 from utils.errors import OneLineExit, UserInputError, exit_on_user_error, refuse_empty
 
 
@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> dict:
     split = args.split or DEFAULT_VAL_SPLIT.get(args.dataset, "val")
     if args.max_samples is not None and args.max_samples < 1:
         raise UserInputError(f"--max_samples: must be at least 1, got {args.max_samples}")
+    if args.batch_size < 1:
+        raise UserInputError(f"--batch_size: must be at least 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise UserInputError(f"--workers: {args.workers}; expected 0 (this process) or more")
+    if args.num_pictures < 0:  # a negative count would slice off the last samples instead (and skip the check below)
+        raise UserInputError(f"--num_pictures: must be 0 (none) or more, got {args.num_pictures}")
     if args.alpha is not None and not 0 < args.alpha <= 1:  # NaN fails both
         raise UserInputError(f"--alpha: {args.alpha:g} is not a threshold; expected a fraction of the reference "
                              f"length in (0, 1], e.g. 0.5 for PCKh@0.5, 0.2 for PCK@0.2")
@@ -85,11 +91,13 @@ def main(argv: list[str] | None = None) -> dict:
     if replaced:
         print(replacing_note(replaced))
     try:
-        return evaluate_and_write(args, split, submission, outdir)
+        result, pictures = evaluate_and_write(args, split, submission, outdir)
     except OneLineExit:  # a refusal or a stop signal
         if created and not os.listdir(outdir):  # a check failed before anything was written: leave no trace
             os.rmdir(outdir)
         raise
+    remove_stale_pictures(replaced, pictures, outdir)
+    return result
 
 
 def planned_outputs(args: argparse.Namespace, submission: bool) -> list[str]:
@@ -100,8 +108,22 @@ def planned_outputs(args: argparse.Namespace, submission: bool) -> list[str]:
     paths = [os.path.join(args.output, n) for n in names]
     pictures = os.path.join(args.output, "pictures")
     if args.checkpoint and args.num_pictures > 0 and os.path.isdir(pictures):
-        paths += sorted(os.path.join(pictures, n) for n in os.listdir(pictures))
+        # a folder inside pictures/ is never written to, so it is neither named nor removed
+        paths += sorted(p for p in (os.path.join(pictures, n) for n in os.listdir(pictures)) if not os.path.isdir(p))
     return paths
+
+
+def remove_stale_pictures(replaced: list[str], written: list[str], outdir: str) -> None:
+    """Remove the earlier pictures that were named as replaced (under --overwrite) but not written again, as
+    with fewer --num_pictures than before: otherwise pictures/ would mix two runs' pictures. Called only
+    after every file of the run is written, so a failed run leaves the earlier pictures."""
+    folder, kept = os.path.join(outdir, "pictures"), set(written)
+    stale = [p for p in replaced if os.path.dirname(p) == folder and p not in kept]
+    for path in stale:
+        os.remove(path)
+    if stale:
+        print(f"removed {len(stale)} earlier picture{'s' if len(stale) > 1 else ''} not written again: "
+              f"{some_names(stale)}")
 
 
 def check_usable(result: dict, source: str) -> None:
@@ -116,8 +138,11 @@ def check_usable(result: dict, source: str) -> None:
           f"a joint without a prediction (metrics.json: unusable_predictions)")
 
 
-def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, outdir: str) -> dict:
-    """Score a predictions file or evaluate a checkpoint on ``split``; write the files into ``outdir``."""
+def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, outdir: str
+                       ) -> tuple[dict, list[str]]:
+    """Score a predictions file or evaluate a checkpoint on ``split``; write the files into ``outdir``.
+    Returns the metrics record and the pictures written."""
+    pictures: list[str] = []
     if args.predictions:
         dataset = build_dataset(args.dataset, args.path, split, load_config(), train=False)
         rows = np.arange(len(dataset))
@@ -137,8 +162,8 @@ def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, o
             print(note)
         check_usable(result, f"--checkpoint {source}")
         shown = slice(0, args.num_pictures)
-        save_prediction_pictures(dataset, result["index"][shown], result["preds"][shown],
-                                 os.path.join(outdir, "pictures"))
+        pictures = save_prediction_pictures(dataset, result["index"][shown], result["preds"][shown],
+                                            os.path.join(outdir, "pictures"))
         if dataset.ann.labelled:
             plot_pck_curve(result, os.path.join(outdir, "pck_curve.png"))
         rows, preds = result.pop("index"), result.pop("preds")
@@ -151,10 +176,10 @@ def evaluate_and_write(args: argparse.Namespace, split: str, submission: bool, o
     if not dataset.ann.labelled:
         written = "" if args.predictions else f"; predictions: {os.path.join(outdir, 'predictions.h5')}"
         print(f"no metric: split '{split}' of {args.dataset} has no joint labels{written}")
-        return result
+        return result, pictures
     print(report(result))
     print(f"metrics: {write_metrics(outdir, result, args.dataset, split)}")
-    return result
+    return result, pictures
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ def dataset_class(name: str) -> type[PoseDataset]:
 
 def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: bool, flag: str = "--split"
                   ) -> PoseDataset:
-    """Dataset ``name`` at ``path`` (unused for synthetic); ``train`` turns augmentation on. An empty split
-    is refused with one line naming ``flag`` (the flag that chose ``split``)."""
+    """Dataset ``name`` at ``path`` (unused for synthetic); ``train`` turns augmentation on. An unknown or
+    empty split is refused with one line naming ``flag`` (the flag that chose ``split``)."""
     cls = dataset_class(name)
     pipeline = {
         "input_res": cfg.input_res,
@@ -64,11 +64,11 @@ def build_dataset(name: str, path: str | None, split: str, cfg: Config, train: b
     if name == "synthetic":
         size = cfg.synthetic_train_size if split == "train" else cfg.synthetic_val_size
         ds = cls(split=split, size=size, base_seed=cfg.synthetic_seed, canvas=cfg.synthetic_canvas,
-                 box_margin=cfg.box_margin, **pipeline)
+                 box_margin=cfg.box_margin, split_flag=flag, **pipeline)
     elif name in ("mpii", "mpii_prepared", "lsp_prepared"):
-        ds = cls(root=_need_path(path, name), split=split, **pipeline)
+        ds = cls(root=_need_path(path, name), split=split, split_flag=flag, **pipeline)
     else:
-        ds = cls(root=_need_path(path, name), split=split, box_margin=cfg.box_margin, **pipeline)
+        ds = cls(root=_need_path(path, name), split=split, box_margin=cfg.box_margin, split_flag=flag, **pipeline)
     if len(ds) == 0:
         raise UserInputError(f"{flag}: the '{split}' split of {name}{f' at {path}' if path else ''} holds no "
                              f"samples; choose another split or a dataset with more samples")

@@ -48,9 +48,9 @@ def _load_joints_mat(root: str) -> np.ndarray:
     return np.asarray(mat["joints"], np.float64)
 
 
-def _split_indices(n: int, split: str, splits: dict[str, slice], name: str) -> np.ndarray:
+def _split_indices(n: int, split: str, splits: dict[str, slice], name: str, flag: str) -> np.ndarray:
     if split not in splits:
-        raise UserInputError(f"--split: {name} has no split '{split}'; valid: {', '.join(splits)}")
+        raise UserInputError(f"{flag}: {name} has no split '{split}'; valid: {', '.join(splits)}")
     return np.arange(n)[splits[split]]
 
 
@@ -58,7 +58,8 @@ class _LeedsDataset(PoseDataset):
     spec = LSP
     name_format = ""
 
-    def __init__(self, root: str, split: str, box_margin: float, **pipeline):
+    def __init__(self, root: str, split: str, box_margin: float, split_flag: str = "--split", **pipeline):
+        """``split_flag``: the flag that chose ``split``, named when it is not a split of the dataset."""
         super().__init__(**pipeline)
         if not os.path.isdir(root):
             raise UserInputError(f"--path: dataset directory not found: {root}")
@@ -67,7 +68,7 @@ class _LeedsDataset(PoseDataset):
         joints, annotated, visible = self._read_all(_load_joints_mat(root), path)
         names = [self.name_format.format(i + 1) for i in range(len(joints))]
         check_values(joints, path, "a labelled joint coordinate", names, used=annotated[..., None])
-        idx = _split_indices(len(joints), split, self._splits(len(joints)), type(self).__name__)
+        idx = _split_indices(len(joints), split, self._splits(len(joints)), type(self).__name__, split_flag)
         joints, annotated, visible = joints[idx], annotated[idx], visible[idx]
         centers, sides = person_box_from_joints(joints, annotated, box_margin)
         self.ann = Annotations(

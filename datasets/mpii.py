@@ -106,12 +106,13 @@ class MPIIDataset(PoseDataset):
     spec = MPII
     file_origin = H5_ORIGIN
 
-    def __init__(self, root: str, split: str, **pipeline):
+    def __init__(self, root: str, split: str, split_flag: str = "--split", **pipeline):
+        """``split_flag``: the flag that chose ``split``, named when it is not a split of MPII."""
         super().__init__(**pipeline)
         if not os.path.isdir(root):
             raise UserInputError(f"--path: dataset directory not found: {root}")
         if split not in SPLITS:
-            raise UserInputError(f"--split: MPII has no split '{split}'; valid: {', '.join(SPLITS)}")
+            raise UserInputError(f"{split_flag}: MPII has no split '{split}'; valid: {', '.join(SPLITS)}")
         self.root, self.split = root, split
         self.ann = load_mpii_annotations(os.path.join(root, "annot", SPLITS[split]), labelled=split != "test")
 

@@ -100,7 +100,8 @@ class PreparedDataset(PoseDataset):
     training, a larger zoom or rotation (the corners would be empty)."""
 
 
-    def __init__(self, root: str, split: str, **pipeline):
+    def __init__(self, root: str, split: str, split_flag: str = "--split", **pipeline):
+        """``split_flag``: the flag that chose ``split``, named when ``root`` holds no such split."""
         super().__init__(**pipeline)
         if not os.path.isdir(root):
             raise UserInputError(f"--path: prepared folder not found: {root}")
@@ -110,8 +111,8 @@ class PreparedDataset(PoseDataset):
         path = os.path.join(root, f"{split}.h5")
         if not os.path.isfile(path):
             found = sorted(n[:-3] for n in os.listdir(root) if n.endswith(".h5"))
-            raise UserInputError(f"--split: no prepared split '{split}' in {root}; found: {', '.join(found) or 'none'} "
-                                 f"(scripts/prepare_crops.py writes them)")
+            raise UserInputError(f"{split_flag}: no prepared split '{split}' in {root}; found: "
+                                 f"{', '.join(found) or 'none'} (scripts/prepare_crops.py writes them)")
         with open_h5(path, "a prepared split written by scripts/prepare_crops.py") as f:
             attrs = dict(f.attrs)
             if attrs.get("format") != FORMAT or attrs.get("spec") not in SPECS:

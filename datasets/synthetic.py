@@ -377,11 +377,13 @@ class SyntheticDataset(PoseDataset):
 
     spec = MPII
 
-    def __init__(self, split: str, size: int, base_seed: int, canvas: int, box_margin: float, **pipeline):
+    def __init__(self, split: str, size: int, base_seed: int, canvas: int, box_margin: float,
+                 split_flag: str = "--split", **pipeline):
+        """``split_flag``: the flag that chose ``split``, named when it is not one of the synthetic splits."""
         super().__init__(**pipeline)
         split = "val" if split == "valid" else split
         if split not in SPLIT_IDS:
-            raise UserInputError(f"--split: synthetic has no split '{split}'; valid: train, val (or valid), test")
+            raise UserInputError(f"{split_flag}: synthetic has no split '{split}'; valid: train, val (or valid), test")
         if size < 0 or base_seed < 0 or canvas < 32:
             raise UserInputError(f"synthetic: need size, seed >= 0 and canvas >= 32; got {size}, {base_seed}, {canvas}")
         self.split, self.canvas = split, canvas

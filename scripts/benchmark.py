@@ -1,6 +1,6 @@
 """Throughput of the input pipeline, the training steps and inference; prints a table, optionally writes JSON.
 
-    python -m scripts.benchmark --config config.cpu_small --json docs/bench-cpu.json
+    python -m scripts.benchmark --config config.cpu_small --json docs/bench-cpu.json --overwrite  # the committed one
     python -m scripts.benchmark --config config.newell8 --batch_size 32 --device cuda --json bench-h100.json
     python -m scripts.benchmark --quick --config config.tiny          # smoke test, well under a minute on CPU
 
@@ -91,7 +91,8 @@ from training.data import CompactSamples, resolve_workers, usable_cores
 from training.steps import to_device, train_step
 from utils.errors import UserInputError, exit_on_user_error
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # --data defaults to ../shared beside it
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "lspet-mini")  # ../shared beside the repository
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's data sheets, matched in order against
 # torch.cuda.get_device_name(): the H100 comes in three boards with different clocks and power limits
@@ -119,8 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps before timing (default 3; 2 quick)")
     p.add_argument("--iters", type=int, default=None, help="steps per timed window (default 10; 2 quick)")
     p.add_argument("--repeats", type=int, default=None, help="timed windows per figure, best kept (default 3)")
-    p.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "lspet-mini"),
-                   help="LSPET-layout folder (lspet-mini, lspet-9k) for the pipeline figure (synthetic when absent)")
+    p.add_argument("--data", default=None,
+                   help="LSPET-layout folder (lspet-mini, lspet-9k) for the pipeline figure (default: "
+                        "../shared/data/lspet-mini beside the repository, synthetic data when that is absent)")
     p.add_argument("--pipeline_res", type=int, default=256, help="input side of the pipeline figure (targets res/4)")
     p.add_argument("--pipeline_samples", type=int, default=None, help="samples per pipeline figure (default 600)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: PyTorch's choice)")
@@ -196,11 +198,13 @@ def _peak_memory_gib(device: torch.device) -> float | None:
 
 
 # ---- input pipeline ------------------------------------------------------------------------------------
-def pipeline_dataset(data: str, res: int, cache: bool):
-    """lspet-mini train split with training augmentation at ``res`` input / ``res // 4`` targets."""
+def pipeline_dataset(data: str | None, res: int, cache: bool):
+    """lspet-mini train split with training augmentation at ``res`` input / ``res // 4`` targets; ``data``
+    None: the default folder, or synthetic data when it is absent (a --data given was checked in ``main``)."""
     out = res // 4
     cfg = load_config("default_config", {"input_res": res, "sigma": 2.0 * out / 64,
                                          "cache_images": cache, "synthetic_train_size": 256})
+    data = DEFAULT_DATA if data is None else data
     if os.path.isfile(os.path.join(data, "joints.mat")):
         return build_dataset("lspet", data, "train", cfg, train=True), os.path.basename(os.path.normpath(data))
     return build_dataset("synthetic", None, "train", cfg, train=True), "synthetic (lspet-mini not found)"
@@ -347,7 +351,7 @@ def expand_rate(dataset, batch: int, device: torch.device, repeats: int) -> floa
 def measure_photo_pipeline(args: argparse.Namespace, device: torch.device, samples: int) -> dict:
     """Every figure of the ``photo_pipeline`` record (see the module docstring)."""
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
-    batch = args.batch_size or 32
+    batch = 32 if args.batch_size is None else args.batch_size  # 0 was refused in main
     defaults = [1, resolve_workers(-1, device)]
     workers = sorted({int(w) for w in args.photo_workers.split(",")} if args.photo_workers else
                      {w for w in defaults if w > 0})
@@ -613,9 +617,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     cfg = load_config(preset_name(args.config), parse_overrides(args.set))
-    batch_size = args.batch_size or cfg.batch_size
+    batch_size = cfg.batch_size if args.batch_size is None else args.batch_size  # 0 is refused, not the default
     if batch_size < 1:
-        raise UserInputError("--batch_size must be at least 1")
+        raise UserInputError(f"--batch_size: must be at least 1, got {batch_size}")
+    if args.data is not None and not os.path.isfile(os.path.join(args.data, "joints.mat")):
+        # only the default may fall back to synthetic data: a folder the user named is measured or refused
+        raise UserInputError(f"--data: no joints.mat in {args.data}; expected an LSPET-layout folder "
+                             f"(lspet-mini, lspet-9k)")
     if args.time_budget is not None and not args.time_budget > 0:
         raise UserInputError(f"--time_budget {args.time_budget:g}: expected a positive number of seconds")
     unknown = set(args.methods.split(",")) - set(METHODS)

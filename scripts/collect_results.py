@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> str:
     if args.bootstrap < 100:
         raise UserInputError(f"--bootstrap: need at least 100 resamples for a 95% interval, got {args.bootstrap}")
     records = load_records(args.folder)
+    methods = sorted({r["method"] for r in records})
+    for name in args.baseline or []:  # a name given must be there (a typo once just lost its table); the default
+        if name not in methods:      # may be absent: a sweep without a supervised arm
+            raise UserInputError(f"--baseline: no records of method '{name}' in {args.folder}; methods found: "
+                                 f"{', '.join(methods)}")
     baselines = args.baseline or ["supervised"]
     paired = [paired_table(records, b, args.bootstrap, skip=tuple(baselines[:i])) for i, b in enumerate(baselines)]
     table = "\n".join(t for t in (summary_table(records), *paired, grad_ratio_table(records)) if t)

@@ -17,7 +17,7 @@ from checkpoint import load_checkpoint, resolve_checkpoint_path
 from cli.common import add_overwrite_flag, add_trust_checkpoint_flag
 from inference.export import check_onnx, export_onnx, export_record, require_onnx, save_export
 from storage.io import check_replaceable, existing_parent_dir, replacing_note
-from utils.errors import exit_on_user_error, refuse_empty
+from utils.errors import UserInputError, exit_on_user_error, refuse_empty
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,15 +36,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, str]:
     """Write the export (and the ONNX graph); returns what was written, by kind."""
     args = refuse_empty(parse_args(argv), positional=("checkpoint", "output"))
-    source = resolve_checkpoint_path(args.checkpoint)
+    source = resolve_checkpoint_path(args.checkpoint, "checkpoint")  # a positional argument, not a --flag
     outputs = {"output": args.output, **({"--onnx": args.onnx} if args.onnx is not None else {})}
+    for flag, path in outputs.items():  # a folder cannot become the file: refuse before naming it as replaced
+        if os.path.isdir(path):
+            raise UserInputError(f"{flag}: {path} is a directory; expected the file to write, e.g. "
+                                 f"{os.path.join(path, 'apn' + ('.onnx' if flag == '--onnx' else '.pt'))}")
     replaced = [p for flag, path in outputs.items()
                 for p in check_replaceable([existing_parent_dir(path, flag)], [source], flag, args.overwrite)]
     if args.onnx is not None:
         require_onnx()  # before anything is written
     if replaced:
         print(replacing_note(replaced))
-    record = export_record(load_checkpoint(source, args.trust_checkpoint), fp16=args.fp16)
+    record = export_record(load_checkpoint(source, args.trust_checkpoint, "checkpoint"), fp16=args.fp16)
     written = {"weights": save_export(record, args.output)}
     size = os.path.getsize(args.output) / 2**20
     print(f"weights: {args.output} ({size:.1f} MiB, {record['weights_dtype']}; "

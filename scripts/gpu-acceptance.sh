@@ -10,7 +10,7 @@
 #   cuda-tests       pytest -m cuda tests/test_cuda.py;
 #   benchmark-model  the supervised and adversarial steps of config.newell8 at 256 px, batch 32: bf16
 #                    optimized vs true fp32, images/s, fraction of dense bf16 peak, warm-up, peak memory;
-#   pipeline         the input pipeline on this box's cores (scripts/benchmark.py --pipeline);
+#   pipeline         the input pipeline on this box's cores (scripts/benchmark.py --photo_pipeline);
 #   train-supervised, test-supervised, train-adversarial, test-adversarial: CONFIG on the real photos in
 #                    DATA (the adversarial half from the supervised snapshot), test.py (flip test) on each;
 #   summary          OUT/summary.md and summary.json: what ran, what was skipped and why, the figures, and

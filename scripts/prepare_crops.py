@@ -30,7 +30,7 @@ from datasets.prepared import (
     write_annotations,
 )
 from runtime.system import single_threaded_opencv, worker_init
-from storage.io import atomic_output, check_replaceable, ensure_writable_dir
+from storage.io import atomic_output, check_replaceable, ensure_writable_dir, replacing_note
 from training.data import usable_cores
 from utils.errors import UserInputError, exit_on_user_error, refuse_empty
 
@@ -58,14 +58,15 @@ def planned_outputs(out: str, splits: list[str]) -> list[str]:
     return [os.path.join(out, f"{split}{ext}") for split in splits for ext in (".npy", ".h5")]
 
 
-def check_out(args: argparse.Namespace, splits: list[str]) -> None:
-    """Refuse a non-empty --out without --overwrite, and any output that is one of the dataset's own files."""
+def check_out(args: argparse.Namespace, splits: list[str]) -> list[str]:
+    """Refuse a non-empty --out without --overwrite, and any output that is one of the dataset's own files;
+    returns the earlier files that --overwrite replaces, to be named before they are."""
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite:
         raise UserInputError(f"--out: {args.out} is not empty; pass --overwrite to replace the prepared splits in "
                              f"it (other files are left alone), or choose another --out")
     sources = [os.path.join("annot", f"{split}.h5") for split in splits] + ["joints.mat"]  # MPII, LSP layouts
     inputs = [os.path.join(args.path, name) for name in sources] if args.path else []
-    check_replaceable(planned_outputs(args.out, splits), inputs, "--out", args.overwrite)
+    return check_replaceable(planned_outputs(args.out, splits), inputs, "--out", args.overwrite)
 
 
 def write_split(dataset, out: str, cfg, workers: int) -> tuple[str, int]:
@@ -99,8 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         raise UserInputError(f"--dataset: cannot prepare '{args.dataset}'; valid: {', '.join(PREPARED_NAME)}")
     cfg = load_config(preset_name(args.config), parse_overrides(args.set))
     splits = args.splits.split(",") if args.splits else ["train", DEFAULT_VAL_SPLIT[args.dataset]]
-    check_out(args, splits)
-    datasets = [build_dataset(args.dataset, args.path, split, cfg, train=False) for split in splits]
+    replaced = check_out(args, splits)
+    datasets = [build_dataset(args.dataset, args.path, split, cfg, train=False, flag="--splits") for split in splits]
     for ds in datasets:
         check_image_files(ds, None, "--splits")
     workers = max(1, usable_cores() - 1) if args.workers is None else args.workers
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     if workers:
         single_threaded_opencv()
     ensure_writable_dir(args.out, "--out")
+    if replaced:
+        print(replacing_note(replaced))
     written = {}
     for ds in datasets:
         start = time.perf_counter()

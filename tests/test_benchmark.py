@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -66,6 +67,43 @@ def test_an_existing_json_is_refused_before_any_measurement(tmp_path, capsys):
     line = error_line(benchmark, ["--json", str(out), "--device", "no-such-device"], capsys)  # the check comes first
     assert line.startswith(f"error: --json: 1 file would be replaced ({out}); pass --overwrite")
     assert out.read_text() == "{}"
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--batch_size", "0"], "error: --batch_size: must be at least 1, got 0"),  # once: the config's batch
+    (["--data", "/nonexistent"], "error: --data: no joints.mat in /nonexistent; expected an LSPET-layout folder"),
+])
+def test_bad_batch_size_or_data_is_refused_not_replaced(capsys, flags, expected):
+    """Once --batch_size 0 ran at the config's batch, and a --data that does not exist measured synthetic data."""
+    line = error_line(benchmark, ["--config", "config.tiny", "--device", "cpu", *flags], capsys)
+    assert line.startswith(expected), line
+
+
+def test_only_the_default_data_falls_back_to_synthetic(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, "DEFAULT_DATA", str(tmp_path / "absent"))
+    _, name = benchmark.pipeline_dataset(None, 64, cache=False)
+    assert name == "synthetic (lspet-mini not found)"
+
+
+def _documented_commands(path: str) -> list[str]:
+    """The commands and command fragments of a Markdown file: each line of a fenced block, each inline
+    `code` span (which may run over a line break)."""
+    text = open(path, encoding="utf-8").read()
+    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    inline = re.findall(r"`([^`]+)`", re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M))
+    return [line for block in fenced for line in block.splitlines()] + [" ".join(s.split()) for s in inline]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/performance.md", "docs/gpu-acceptance.md"])
+def test_documented_commands_that_rewrite_a_committed_file_say_overwrite(doc):
+    """Once `--json docs/bench-cpu.json` as documented was refused: 1 file would be replaced."""
+    checked = 0
+    for command in _documented_commands(os.path.join(REPO, doc)):
+        for target in re.findall(r"--(?:json|output|out)[ =](\S+)", command):
+            if os.path.isfile(os.path.join(REPO, target)):
+                checked += 1
+                assert "--overwrite" in command.split(), f"{doc}: {command}"
+    assert checked or doc == "docs/gpu-acceptance.md"
 
 
 def test_no_peak_means_no_peak_fraction_on_cpu(tmp_path):

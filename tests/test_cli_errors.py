@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import REPO, error_line
+from conftest import REPO, error_line, fingerprint
 
 import predict
 import test as test_entry
@@ -188,6 +188,33 @@ def test_cuda_device_without_cuda(tmp_path, capsys, run16):
                         (predict, ["--checkpoint", run16, "--image", "x.png", "--output", str(tmp_path / "p")])]:
         line = error_line(entry, [*args, "--device", "cuda"], capsys)
         assert "CUDA is not available" in line
+
+
+@pytest.mark.parametrize(("flag", "value", "expected"), [
+    ("--batch_size", "0", "must be at least 1, got 0"),
+    ("--workers", "-5", "-5; expected 0 (this process) or more"),
+    ("--num_pictures", "-1", "must be 0 (none) or more, got -1"),
+])
+def test_test_py_counts_out_of_range(tmp_path, capsys, run16, flag, value, expected):
+    """Once a DataLoader traceback (--batch_size 0, --workers -5), or N-1 pictures written over the user's
+    own pictures/ without a word (--num_pictures -1 also skipped the check of that folder)."""
+    out = tmp_path / "t"
+    (out / "pictures").mkdir(parents=True)
+    (out / "pictures" / "00000_00000.png").write_bytes(b"mine")
+    before = fingerprint(out)
+    line = error_line(test_entry, ["--checkpoint", run16, "--output", str(out), "--workers", "0", "--max_samples",
+                                   "2", flag, value], capsys)
+    assert line == f"error: {flag}: {expected}"
+    assert fingerprint(out) == before
+
+
+@pytest.mark.parametrize("flag", ["--train_split", "--val_split"])
+@pytest.mark.parametrize("dataset", ["synthetic", "lspet"])
+def test_unknown_split_names_the_trainers_flag(tmp_path, capsys, request, flag, dataset):
+    """Once ``--split:``, a flag the trainers do not have."""
+    path = ["--path", request.getfixturevalue("lspet_root")] if dataset == "lspet" else []
+    line = error_line(train_supervised, train(tmp_path, "--dataset", dataset, *path, flag, "foo"), capsys)
+    assert line.startswith(f"error: {flag}: ") and "no split 'foo'" in line, line
 
 
 def test_unknown_set_key_lists_close_valid_keys(tmp_path, capsys):

@@ -156,7 +156,17 @@ def test_export_refusals(run_dir, exports, tmp_path, capsys):
     assert f"replacing 1 earlier file (--overwrite): {mine}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         export.main([str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")])
-    assert exc.value.code == 2 and "checkpoint not found" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the positional argument, not a --checkpoint flag export does not have
+    assert exc.value.code == 2 and err.startswith(f"error: checkpoint: checkpoint not found: {tmp_path}"), err
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for extra, flag in (([str(folder), "--overwrite"], "output"),
+                        ([str(tmp_path / "y.pt"), "--onnx", str(folder), "--overwrite"], "--onnx")):
+        with pytest.raises(SystemExit) as exc:
+            export.main([str(run_dir / "best.pt"), *extra])
+        captured = capsys.readouterr()  # refused up front: nothing named as replaced, nothing written
+        assert exc.value.code == 2 and captured.err.startswith(f"error: {flag}: {folder} is a directory"), captured
+        assert "replacing" not in captured.out and os.listdir(folder) == [] and not (tmp_path / "y.pt").exists()
     with pytest.raises(SystemExit) as exc:
         train_supervised.main(["--config", "config.tiny", "--device", "cpu", "--save_root", str(tmp_path),
                                "--modelName", "again", "--resume", str(path)])

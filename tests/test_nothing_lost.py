@@ -102,6 +102,22 @@ def test_test_py_names_earlier_outputs_and_replaces_them_only_with_overwrite(tmp
     assert "replacing 4 earlier files (--overwrite)" in capsys.readouterr().out
 
 
+def test_test_py_overwrite_with_fewer_pictures_leaves_only_this_runs(tmp_path, capsys, tiny_run_dir):
+    """The earlier pictures named as replaced are replaced or removed: pictures/ is not a mix of two runs'."""
+    out = tmp_path / "out"
+    args = ["--checkpoint", str(tiny_run_dir / "last.pt"), "--output", str(out), "--workers", "0",
+            "--max_samples", "4"]
+    test_entry.main([*args, "--num_pictures", "4"])
+    earlier = sorted(os.listdir(out / "pictures"))
+    assert len(earlier) == 4
+    capsys.readouterr()
+    test_entry.main([*args, "--num_pictures", "1", "--overwrite"])
+    printed = capsys.readouterr().out
+    assert "replacing 7 earlier files (--overwrite)" in printed
+    assert f"removed 3 earlier pictures not written again: {out / 'pictures' / earlier[1]}" in printed
+    assert sorted(os.listdir(out / "pictures")) == earlier[:1]
+
+
 # ---- row 2: --resume of a .pt file in a folder of other files ----------------------------------------
 
 def _foreign_checkpoint(source: str, path, run_id: str | None) -> str:

@@ -225,12 +225,25 @@ def test_prepare_refuses_a_non_empty_out_without_overwrite(photos, tmp_path, cap
     prepare([*args, "--overwrite"])
     assert sorted(os.listdir(out)) == ["notes.txt", "valid.h5", "valid.npy"]
     assert (out / "notes.txt").read_text() == "mine"
+    capsys.readouterr()
+    prepare([*args, "--overwrite"])  # now the split's files are there: named before they are replaced
+    assert f"replacing 2 earlier files (--overwrite): {out / 'valid.npy'}, {out / 'valid.h5'}" in \
+        capsys.readouterr().out
     annot = os.path.join(photos, "annot")
     before = os.path.getmtime(os.path.join(annot, "valid.h5"))
     with pytest.raises(SystemExit):
         prepare(["--dataset", "mpii", "--path", photos, "--out", annot, "--splits", "valid", "--overwrite"])
     assert "would replace the input" in capsys.readouterr().err
     assert os.path.getmtime(os.path.join(annot, "valid.h5")) == before
+
+
+def test_prepare_names_the_splits_flag_for_an_unknown_split(photos, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        prepare_crops.main(["--dataset", "mpii", "--path", photos, "--out", str(tmp_path / "crops"), "--splits",
+                            "valid,foo", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: --splits: MPII has no split 'foo'"), err
+    assert not (tmp_path / "crops").exists()
 
 
 @pytest.mark.parametrize(("cores", "ranks", "cuda", "want"), [

@@ -80,6 +80,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert "lacks count, mean, metric, per_joint" in capsys.readouterr().err
 
 
+def test_a_baseline_that_names_no_method_is_refused(tmp_path, capsys):
+    """Once a typo was accepted and its contrast table silently missing."""
+    _record(tmp_path, _fake_run(tmp_path, "sup0", 50.0, 44.0), "supervised", 0)
+    _record(tmp_path, _fake_run(tmp_path, "adv0", 60.0, 50.0), "adversarial", 0)
+    folder = tmp_path / "results"
+    line = error_line(collect_results, ["summary", str(folder), "--baseline", "supervised", "--baseline", "advers"],
+                      capsys)
+    assert line == (f"error: --baseline: no records of method 'advers' in {folder}; methods found: adversarial, "
+                    f"supervised")
+    assert not (folder / "summary.md").exists()
+
+
 def _strict_load(path):
     def refuse(word):
         raise AssertionError(f"{path}: non-standard JSON constant {word}")

@@ -109,6 +109,14 @@ def test_tiny_run_then_test_py_writes_checkpoints_log_and_metrics(tmp_path):
     assert (out / "predictions.h5").exists() and any((out / "pictures").iterdir())
 
 
+def test_header_counts_the_images_the_run_uses(tmp_path, capsys):
+    """Once the full split sizes (16 / 8 for config.tiny) whatever --max_train_samples/--max_val_samples said."""
+    _train(tmp_path, "--max_train_samples", "8", "--max_val_samples", "4")
+    assert "| 8 (of 16) train / 4 (of 8) val images" in capsys.readouterr().out
+    _train(tmp_path, "--modelName", "full", "--max_val_samples", "100")  # a limit above the size limits nothing
+    assert "| 16 train / 8 val images" in capsys.readouterr().out
+
+
 def test_resume_continues_from_the_saved_epoch_and_keeps_snapshots(tmp_path):
     _train(tmp_path, "--set", "snapshot_epochs=[2]")
     ckpt = load_checkpoint(str(tmp_path / "run"))

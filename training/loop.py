@@ -98,6 +98,12 @@ def epoch_record(st: TrainState, steps: int, images: int, lr: float, val: dict) 
     return rec
 
 
+def used_images(size: int, limit: int | None) -> str:
+    """The images of a split a run uses: ``size``, or under --max_*_samples ``limit`` the first ``limit``
+    with the split's size beside it ("8 (of 16)"), as the samplers draw from those only."""
+    return str(size) if limit is None or limit >= size else f"{limit} (of {size})"
+
+
 def fit(run: Run, stop: StopSignals | None = None) -> dict | None:
     """Train until ``epochs``: each epoch trains, validates, logs, steps the schedules and saves; returns the
     final validation result. Ctrl-C ends with one line naming the last checkpoint; a stop signal noted on
@@ -108,7 +114,8 @@ def fit(run: Run, stop: StopSignals | None = None) -> dict | None:
     run.say(f"{cfg.method} | {run.spec.dataset} | G {count_parameters(run.nets.generator):,} params | "
             f"device {run.device} | {precision_name(run.ctx.dtype, run.device, training=True)} "
             f"({run.precision.reason}){ranks} | "
-            f"{len(run.train_set)} train / {len(run.val_set)} val images")
+            f"{used_images(len(run.train_set), run.spec.max_train_samples)} train / "
+            f"{used_images(len(run.val_set), run.spec.max_val_samples)} val images")
     val = None
     try:
         while st.epoch < cfg.epochs:
