@@ -146,6 +146,32 @@ def test_resume_of_the_runs_own_best_or_a_lone_file_continues_in_its_folder(run_
     assert load_checkpoint(str(lone))["state"]["epoch"] == 3
 
 
+@pytest.mark.parametrize(("extra", "changed"), [
+    (["--lr", "0.1"], "lr=0.1 (--lr; the run's: 0.00025)"),
+    (["--optimizer_type", "Adam"], "optimizer='Adam' (--optimizer_type; the run's: 'RMSprop')"),
+    (["--set", "lr_milestones=[3]", "--set", "weight_decay=0.5"],
+     "weight_decay=0.5 (--set; the run's: 0.0); lr_milestones=(3,) (--set; the run's: (100,))"),
+])
+def test_resume_refuses_a_change_of_what_the_checkpoint_restores(run_copy, capsys, extra, changed):
+    """The restored optimiser and schedule would ignore it, while config.json and the checkpoints recorded it."""
+    before = fingerprint(run_copy)
+    line = error_line(train_supervised, ["--resume", run_copy, "--epochs", "2", *extra], capsys)
+    assert line == (f"error: --resume {run_copy}: {changed} cannot change on resume: a resumed run keeps the "
+                    f"optimisers and lr schedule it started with (their state is restored from the checkpoint); "
+                    f"drop the change, or start a new run from this one's weights (--model_name NAME --set "
+                    f"pretrained={run_copy})")
+    assert fingerprint(run_copy) == before
+
+
+def test_resume_takes_the_same_lr_again_and_what_may_change(run_copy):
+    """The same command with --resume (a stopped run's advice) repeats the run's lr; print_every may change."""
+    train_supervised.main(["--resume", run_copy, "--epochs", "2", "--lr", "0.00025", "--print_every", "1"])
+    with open(os.path.join(run_copy, "config.json")) as f:
+        config = json.load(f)
+    assert (config["lr"], config["print_every"]) == (0.00025, 1)
+    assert load_checkpoint(run_copy)["state"]["epoch"] == 2
+
+
 # ---- row 3: two trainings in one folder ---------------------------------------------------------------
 
 HOLD = ("import sys, time\n"
