@@ -47,7 +47,8 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
                         "--resume checkpoint's folder)")
     p.add_argument("--save_root", default="trainmodel", help="parent folder of run directories")
     p.add_argument("--overwrite", action="store_true",
-                   help="start again in a run directory that holds a run: its files are moved to <run>.old-<time>/")
+                   help="start again in a run directory that holds a run: its files are moved to <run>.old-<time>/; "
+                        "with --resume of an older checkpoint of the run, go back to it after moving the run there")
     p.add_argument("--config", default="config.default_config", help="preset module, e.g. config.cpu_small")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config entry")
     p.add_argument("--batch_size", type=int, default=None, help="images per step (config: batch_size)")
