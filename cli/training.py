@@ -25,6 +25,11 @@ from utils.errors import UserInputError
 FLAG_TO_KEY = {"batch_size": "batch_size", "lr": "lr", "epochs": "epochs", "optimizer_type": "optimizer",
                "print_every": "print_every", "seed": "seed", "workers": "workers", "amp": "amp",
                "alpha": "alpha", "beta": "beta", "pretrained": "pretrained"}
+# Keys a resumed run cannot change: its optimisers and schedules are rebuilt from them and then take the
+# checkpoint's state (checkpoint.load_training_state restores each optimiser's lr, momentum and weight decay,
+# each schedule's milestones and factor), so a new value would be ignored while config.json recorded it.
+RESTORED_ON_RESUME = ("optimizer", "lr", "momentum", "weight_decay", "lr_milestones", "lr_gamma", "disc_lr",
+                      "lr_base_batch")
 # store_true flag -> (config key, value it sets)
 SWITCH_TO_KEY = {"compile": ("compile", True), "no_occlusion": ("predict_occlusion", False),
                  "no_pose_disc": ("use_pose_disc", False), "no_conf_disc": ("use_conf_disc", False)}
@@ -42,7 +47,8 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
                         "--resume checkpoint's folder)")
     p.add_argument("--save_root", default="trainmodel", help="parent folder of run directories")
     p.add_argument("--overwrite", action="store_true",
-                   help="start again in a run directory that holds a run: its files are moved to <run>.old-<time>/")
+                   help="start again in a run directory that holds a run: its files are moved to <run>.old-<time>/; "
+                        "with --resume of an older checkpoint of the run, go back to it after moving the run there")
     p.add_argument("--config", default="config.default_config", help="preset module, e.g. config.cpu_small")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config entry")
     p.add_argument("--batch_size", type=int, default=None, help="images per step (config: batch_size)")
@@ -122,7 +128,8 @@ def check_has_checkpoint(resume: str) -> None:
 
 def resolve_config(args: argparse.Namespace, resumed: dict | None) -> Config:
     """Preset + flags + --set; on --resume the checkpoint's config (``resumed``: ``resumed_settings``) + only the
-    flags given now; on --continue_from as for a new run (preflight compares it with the checkpoint's).
+    flags given now (not those the checkpoint restores: ``check_restored_keys``); on --continue_from as for a
+    new run (preflight compares it with the checkpoint's).
     ``method`` is the entry script's and cannot be overridden."""
     overrides, sources = {}, {}
     for flag, key in FLAG_TO_KEY.items():
@@ -144,8 +151,23 @@ def resolve_config(args: argparse.Namespace, resumed: dict | None) -> Config:
         raise UserInputError(f"{sources['pretrained']} and --continue_from exclude each other (the continuation "
                              f"restores G from its checkpoint)")
     if args.resume:
-        return config_from_dict(resumed["config"] or {}).with_overrides(overrides, sources)
+        saved = config_from_dict(resumed["config"] or {})
+        cfg = saved.with_overrides(overrides, sources)
+        check_restored_keys(args.resume, saved, cfg, sources)
+        return cfg
     return load_config(preset_name(args.config), overrides, sources)
+
+
+def check_restored_keys(resume: str, saved: Config, cfg: Config, sources: dict[str, str]) -> None:
+    """Refuse a resumed run's change of a key whose state the checkpoint restores (``RESTORED_ON_RESUME``);
+    the same value again is fine (the same command with --resume, as a stopped run's message says)."""
+    changed = [f"{k}={cfg[k]!r} ({sources.get(k, '--set')}; the run's: {saved[k]!r})"
+               for k in RESTORED_ON_RESUME if cfg[k] != saved[k]]
+    if changed:
+        raise UserInputError(f"--resume {resume}: {'; '.join(changed)} cannot change on resume: a resumed run keeps "
+                             f"the optimisers and lr schedule it started with (their state is restored from the "
+                             f"checkpoint); drop the change, or start a new run from this one's weights "
+                             f"(--model_name NAME --set pretrained={resume})")
 
 
 def device_flag(args: argparse.Namespace) -> str:

@@ -1,8 +1,9 @@
 """Resolve a configuration: defaults, then one preset, then checked ``key=value`` overrides.
 
 The result is a frozen ``Config`` (read with ``cfg.key``) that is saved with every checkpoint, so a run can
-always be rebuilt from its files. Every value is checked against its type, ``default_config.CHOICES`` /
-``RANGES`` and the relations between keys (``check_relations``) before any work starts.
+always be rebuilt from its files. Every value, the defaults' own included, is checked against its type
+(``default_config.TYPES``), ``default_config.CHOICES`` / ``RANGES`` and the relations between keys
+(``check_relations``) before any work starts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from config import cpu_small, default_config, gpu_lspet, newell8, tiny
 from utils.errors import UserInputError
 
+DEFAULTS_FILE = "config/default_config.py"  # how the one-line errors name a bad default
 PRESETS: dict[str, dict[str, Any]] = {
     "default_config": {},
     "cpu_small": cpu_small.OVERRIDES,
@@ -89,16 +91,18 @@ def _check_key(key: str, where: str) -> None:
         raise UserInputError(f"{where}: unknown config key '{key}'{hint}")
 
 
-def _coerce(key: str, value: Any, where: str) -> Any:
-    """Convert ``value`` to the type of the default for ``key`` or raise a one-line error."""
-    default = default_config.CONFIG[key]
+def _coerce(key: str, value: Any, where: str, text: bool = True) -> Any:
+    """Convert ``value`` to the type declared for ``key`` (``default_config.TYPES``) or raise a one-line error.
+    ``text``: a string may spell a number, bool or list (``--set``); not in the Python files of the defaults and
+    presets, where ``"2"`` for a number is a slip to point out."""
+    expected = default_config.TYPES[key]
     value = default_config.RENAMED_VALUES.get(key, {}).get(value, value) if isinstance(value, str) else value
     optional = key in default_config.NUMBER_OR_NONE
-    if isinstance(value, str) and not isinstance(default, str):
+    if text and isinstance(value, str) and expected is not str:
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            kind = "number or None" if optional else type(default).__name__
+            kind = "number or None" if optional else expected.__name__
             raise UserInputError(f"{where}: {key}={value!r} is not a valid {kind}") from None
     if optional:
         ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
@@ -107,20 +111,20 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         value = None if value is None else float(value)
         _check_value(key, value, where)
         return value
-    if isinstance(default, bool):
+    if expected is bool:
         ok = isinstance(value, bool)
-    elif isinstance(default, float):
+    elif expected is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         value = float(value) if ok else value
-    elif isinstance(default, int):
+    elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, tuple):
+    elif expected is tuple:
         ok = isinstance(value, list | tuple)
         value = tuple(value) if ok else value
     else:
-        ok = isinstance(value, type(default))
+        ok = isinstance(value, expected)
     if not ok:
-        raise UserInputError(f"{where}: {key}={value!r} should be a {type(default).__name__}")
+        raise UserInputError(f"{where}: {key}={value!r} should be a {expected.__name__}")
     _check_value(key, value, where)
     return value
 
@@ -171,20 +175,36 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def checked_defaults() -> dict[str, Any]:
+    """``default_config.CONFIG`` checked as a preset or a --set is: that file is edited by hand too, and a bad
+    value there would otherwise surface as a traceback deep in a run, or as an error naming a flag nobody passed.
+    One line naming the file, the key and what is expected."""
+    missing = sorted(set(default_config.TYPES) - set(default_config.CONFIG))
+    if missing:
+        raise UserInputError(f"{DEFAULTS_FILE}: CONFIG lacks {', '.join(missing)}; every key needs a default")
+    undeclared = sorted(set(default_config.CONFIG) - set(default_config.TYPES))
+    if undeclared:
+        raise UserInputError(f"{DEFAULTS_FILE}: {', '.join(undeclared)} not declared in TYPES, which gives the "
+                             f"type of every key's value; declare it there")
+    values = {key: _coerce(key, value, DEFAULTS_FILE, text=False) for key, value in default_config.CONFIG.items()}
+    check_relations(values, DEFAULTS_FILE)
+    return values
+
+
 def load_config(preset: str = "default_config", overrides: Mapping[str, Any] | None = None,
                 sources: Mapping[str, str] | None = None) -> Config:
     """Defaults, then the named preset, then ``overrides`` (already typed, e.g. from flags).
 
     ``sources`` names where each override came from (``--epochs``, ``--set``) for the one-line errors."""
-    values = dict(default_config.CONFIG)
+    values = checked_defaults()
     for key, value in PRESETS[preset_name(preset)].items():
-        values[key] = _coerce(key, value, f"preset {preset}")
+        values[key] = _coerce(key, value, f"preset {preset}", text=False)
     return Config(values).with_overrides(overrides or {}, sources)
 
 
 def config_from_dict(values: Mapping[str, Any]) -> Config:
     """Rebuild a Config saved in a checkpoint; keys added to the defaults since then get their defaults."""
-    merged = dict(default_config.CONFIG)
+    merged = checked_defaults()
     for key, value in values.items():
         if key in merged:  # derived keys are computed again; keys since removed (e.g. loss) are dropped
             merged[key] = _coerce(key, value, "checkpoint config")

@@ -137,6 +137,22 @@ CHOICES = {
     "optimizer": ("RMSprop", "Adam", "SGD"),
     "amp": ("auto", "bf16", "fp16", "off"),
 }
+# The type each key's value must have. Declared apart from the values above, so that a hand edit of a value
+# there is checked like a preset or a --set (``config.checked_defaults``) instead of becoming the type expected.
+TYPES = {
+    **dict.fromkeys(("method", "pretrained", "mse_scale", "g_adv_form", "adv_stacks", "optimizer", "amp"), str),
+    **dict.fromkeys(("use_pose_disc", "use_conf_disc", "flip", "cache_images", "reduced_decode", "device_targets",
+                     "predict_occlusion", "g_error_step", "channels_last", "compile", "flip_test", "deterministic",
+                     "sync_bn"), bool),
+    **dict.fromkeys(("input_res", "synthetic_train_size", "synthetic_val_size", "synthetic_canvas",
+                     "synthetic_seed", "num_stacks", "channels", "depth", "num_blocks", "disc_channels",
+                     "disc_depth", "gen_iters", "disc_iters", "adversarial_warmup_epochs", "epochs", "batch_size",
+                     "lr_base_batch", "workers", "checkpoint_every", "print_every", "seed"), int),
+    **dict.fromkeys(("sigma", "rotation", "scale_min", "scale_max", "color_jitter", "box_margin", "alpha", "beta",
+                     "delta", "epsilon", "disc_lr", "lr", "weight_decay", "momentum", "lr_gamma",
+                     "heatmap_fg_weight", "grad_clip"), float),
+    **dict.fromkeys(("mean", "std", "lr_milestones", "snapshot_epochs"), tuple),
+}
 # Keys whose value may be None: "not set, follow the dataset" (resolved when the run's dataset is known).
 NUMBER_OR_NONE = ("delta",)
 # Values renamed since checkpoints and scripts were written: read as their new name.

@@ -7,11 +7,12 @@ import inspect
 import os
 
 import pytest
-from conftest import REPO
+from conftest import REPO, error_line
 
+import train_supervised
 from cli.training import FLAG_TO_KEY, training_parser
 from config import config_from_dict, load_config, parse_overrides
-from config.default_config import CHOICES, CONFIG, DERIVED, RANGES
+from config.default_config import CHOICES, CONFIG, DERIVED, RANGES, TYPES
 from training.losses import heatmap_mse
 from training.steps import ErrorLoss
 from utils.errors import UserInputError
@@ -78,3 +79,27 @@ def test_the_error_loss_scale_has_one_default_the_configs():
         assert params["scale"].default is inspect.Parameter.empty, fn
         assert params["fg_weight"].default is inspect.Parameter.empty, fn
     assert CONFIG["mse_scale"] in CHOICES["mse_scale"]
+
+
+def test_every_shipped_default_has_its_declared_type():
+    assert set(TYPES) == set(CONFIG)
+    assert all(isinstance(v, TYPES[k]) for k, v in CONFIG.items() if v is not None), \
+        {k: v for k, v in CONFIG.items() if v is not None and not isinstance(v, TYPES[k])}
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("lr", -1.0, "lr=-1.0 is outside its range [1e-12, 10.0]"),
+    ("sigma", "2", "sigma='2' should be a float"),
+    ("optimizer", "rmsprop", "optimizer='rmsprop' is not one of RMSprop, Adam, SGD"),
+    ("mean", (0.5, 0.5), "mean=(0.5, 0.5) must be 3 finite numbers (R, G, B)"),
+    ("extra_key", 1, "extra_key not declared in TYPES, which gives the type of every key's value; declare it there"),
+])
+def test_a_hand_edited_default_is_checked_and_named_like_a_set(tmp_path, capsys, monkeypatch, key, value, expected):
+    """The defaults file is user input too: one line naming it and the key, before any work (no run folder)."""
+    monkeypatch.setitem(CONFIG, key, value)
+    line = error_line(train_supervised, ["--config", "config.tiny", "--device", "cpu", "--save_root",
+                                         str(tmp_path / "runs")], capsys)
+    assert line == f"error: config/default_config.py: {expected}"
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(UserInputError, match="config/default_config.py"):  # test.py, predict.py: a checkpoint's
+        config_from_dict({})

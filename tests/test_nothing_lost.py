@@ -162,6 +162,74 @@ def test_resume_of_the_runs_own_best_or_a_lone_file_continues_in_its_folder(run_
     assert load_checkpoint(str(lone))["state"]["epoch"] == 3
 
 
+@pytest.fixture
+def three_epochs(tmp_path) -> str:
+    """A deterministic tiny run of 3 epochs with an epoch_1.pt snapshot, and its best.pt from epoch 1 (as when
+    the later epochs did not beat it; set here so that it does not hang on the validation numbers)."""
+    train_supervised.main(train_args(tmp_path / "runs", "--epochs", "3", "--set", "snapshot_epochs=[1]",
+                                     "--set", "deterministic=True"))
+    run_dir = tmp_path / "runs" / "run"
+    shutil.copy(run_dir / "epoch_1.pt", run_dir / "best.pt")
+    return str(run_dir)
+
+
+@pytest.mark.parametrize("older", ["epoch_1.pt", "best.pt"])
+def test_resume_of_an_older_checkpoint_of_the_run_is_refused_naming_the_newest(three_epochs, capsys, older):
+    before = fingerprint(three_epochs)
+    resume = os.path.join(three_epochs, older)
+    line = error_line(train_supervised, ["--resume", resume, "--epochs", "4"], capsys)
+    assert line == (f"error: --resume {resume}: run directory {three_epochs} has trained further "
+                    f"({three_epochs}/last.pt is at epoch 3 (iteration 6), this checkpoint at epoch 1 (iteration 2)); "
+                    f"resuming from it would write over the later checkpoints and cut the log back: --resume "
+                    f"{three_epochs} continues from the newest, --overwrite goes back to this one after moving the "
+                    f"run as it is to {three_epochs}.old-<time>/")
+    assert fingerprint(three_epochs) == before
+
+
+def test_overwrite_rolls_back_to_an_older_checkpoint_after_moving_the_run_aside(three_epochs, capsys):
+    """Nothing lost: the run as it was lies whole beside, and the rolled-back run keeps the log before its
+    checkpoint, the checkpoint and best.pt, and retrains epochs 2-3 bit-exactly."""
+    before = fingerprint(three_epochs)
+    train_supervised.main(["--resume", os.path.join(three_epochs, "epoch_1.pt"), "--epochs", "3", "--overwrite"])
+    out = capsys.readouterr().out
+    (aside,) = [p for p in os.listdir(os.path.dirname(three_epochs)) if p.startswith("run.old-")]
+    aside = os.path.join(os.path.dirname(three_epochs), aside)
+    assert fingerprint(aside) == before
+    assert (f"rolled back to epoch 1 (iteration 2): brought back best.pt, config.json, epoch_1.pt, log.jsonl from "
+            f"{aside}; the later checkpoints and log records stay there") in out
+    with open(os.path.join(three_epochs, "log.jsonl")) as f:
+        assert [json.loads(line)["epoch"] for line in f] == [0, 1, 2]
+    redone, original = load_checkpoint(three_epochs), load_checkpoint(os.path.join(aside, "last.pt"))
+    assert redone["state"]["iteration"] == 6
+    assert all(torch.equal(v, original["generator"][k]) for k, v in redone["generator"].items())
+
+
+@pytest.mark.parametrize(("extra", "changed"), [
+    (["--lr", "0.1"], "lr=0.1 (--lr; the run's: 0.00025)"),
+    (["--optimizer_type", "Adam"], "optimizer='Adam' (--optimizer_type; the run's: 'RMSprop')"),
+    (["--set", "lr_milestones=[3]", "--set", "weight_decay=0.5"],
+     "weight_decay=0.5 (--set; the run's: 0.0); lr_milestones=(3,) (--set; the run's: (100,))"),
+])
+def test_resume_refuses_a_change_of_what_the_checkpoint_restores(run_copy, capsys, extra, changed):
+    """The restored optimiser and schedule would ignore it, while config.json and the checkpoints recorded it."""
+    before = fingerprint(run_copy)
+    line = error_line(train_supervised, ["--resume", run_copy, "--epochs", "2", *extra], capsys)
+    assert line == (f"error: --resume {run_copy}: {changed} cannot change on resume: a resumed run keeps the "
+                    f"optimisers and lr schedule it started with (their state is restored from the checkpoint); "
+                    f"drop the change, or start a new run from this one's weights (--model_name NAME --set "
+                    f"pretrained={run_copy})")
+    assert fingerprint(run_copy) == before
+
+
+def test_resume_takes_the_same_lr_again_and_what_may_change(run_copy):
+    """The same command with --resume (a stopped run's advice) repeats the run's lr; print_every may change."""
+    train_supervised.main(["--resume", run_copy, "--epochs", "2", "--lr", "0.00025", "--print_every", "1"])
+    with open(os.path.join(run_copy, "config.json")) as f:
+        config = json.load(f)
+    assert (config["lr"], config["print_every"]) == (0.00025, 1)
+    assert load_checkpoint(run_copy)["state"]["epoch"] == 2
+
+
 # ---- row 3: two trainings in one folder ---------------------------------------------------------------
 
 HOLD = ("import sys, time\n"

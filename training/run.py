@@ -120,7 +120,7 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
     nets, net_args = build_nets(cfg, train_set.spec.num_joints)  # a continuation's P and C stay as built here
     layout = preflight(cfg, spec, dist.world_size, resumed, pretrained, net_args, nets.generator.state_dict(),
                        train_set, val_set, continued)
-    on_main_rank(dist, lambda: prepare_run_dir(spec.run_dir, layout, lock))  # only now: moves, writes
+    on_main_rank(dist, lambda: prepare_run_dir(spec.run_dir, layout, lock, resumed))  # only now: moves, writes
     if pretrained is not None:
         fresh = load_pretrained(nets.generator, pretrained)
         if dist.is_main:
