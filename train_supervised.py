@@ -7,16 +7,20 @@
 from __future__ import annotations
 
 from cli.training import resolve_config, resumed_settings, run_spec, training_parser
-from training.loop import train
+from training.loop import check, train
 from utils.errors import exit_on_user_error, refuse_empty
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict | None:
-    """Parse flags, resolve the config, train; returns the last validation result."""
+    """Parse flags, resolve the config, train (or only check, ``--check``); returns the last validation result."""
     args = refuse_empty(training_parser(__doc__, "supervised").parse_args(argv))
     resumed = resumed_settings(args)
-    return train(resolve_config(args, resumed), run_spec(args, resumed))
+    cfg, spec = resolve_config(args, resumed), run_spec(args, resumed)
+    if args.check is not None:  # the DDP scripts' check before torchrun starts a process per GPU
+        print(check(cfg, spec, args.check))
+        return None
+    return train(cfg, spec)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,11 @@ def training_parser(description: str, method: str) -> argparse.ArgumentParser:
     p.add_argument("--skip_nonfinite", action="store_true", help="skip updates whose loss is NaN/inf")
     p.add_argument("--skip_bad_images", action="store_true", help="skip unreadable images, count them in the log")
     p.add_argument("--tensorboard", action="store_true", help="also log to run_dir/tensorboard")
+    p.add_argument("--check", nargs="?", type=int, const=1, default=None, metavar="PROCESSES",
+                   help="check everything a run checks before its first step (flags, config, data and image "
+                        "files, checkpoints, the run directory) for a run on PROCESSES processes (default 1; "
+                        "the DDP scripts pass theirs), in this process alone, then exit 0 without training or "
+                        "writing anything; bad input gives the run's one-line error, exit code 2")
     if method == "adversarial":
         p.add_argument("--pretrained", default=None, help="initialise G from this (supervised) checkpoint "
                                                          "(config: pretrained)")

@@ -38,13 +38,18 @@ def build_nets(cfg: Config, num_joints: int) -> tuple[Nets, dict]:
     return nets, args
 
 
+def check_sync_bn(sync_bn: bool, distributed: bool, device: torch.device) -> None:
+    """Refuse ``sync_bn`` where it cannot run: a DDP run on the CPU."""
+    if sync_bn and distributed and device.type != "cuda":
+        raise UserInputError("sync_bn=True: PyTorch's SyncBatchNorm has no CPU kernels; "
+                             "drop it for --device cpu (gloo) runs")
+
+
 def place_nets(nets: Nets, device: torch.device, channels_last: bool, compile_: bool,
                dist: DistInfo | None = None, sync_bn: bool = False) -> Nets:
     """Every network on ``device`` (NHWC when ``channels_last``), wrapped in DDP when distributed, then compiled."""
     distributed = dist is not None and dist.distributed
-    if sync_bn and distributed and device.type != "cuda":
-        raise UserInputError("sync_bn=True: PyTorch's SyncBatchNorm has no CPU kernels; "
-                             "drop it for --device cpu (gloo) runs")
+    check_sync_bn(sync_bn, distributed, device)
     for name, net in nets.named().items():
         net = place_module(net, device, channels_last)
         if distributed:

@@ -18,22 +18,24 @@ import warnings
 import torch
 from tqdm import tqdm
 
+from checkpoint import LOADED_FROM
 from config import Config
 from inference.evaluate import evaluate
 from models import count_parameters
 from reporting.plots import plot_training_curves
-from runtime.device import precision_name
-from runtime.distributed import cleanup_distributed, init_distributed
+from runtime.device import precision_name, resolve_device
+from runtime.distributed import DistInfo, cleanup_distributed, init_distributed, process_group_timeout
 from storage.io import write_json
-from training.build import adversarial_params, error_loss_params
-from training.run import Run, build_run, config_record, save
+from training.build import adversarial_params, check_sync_bn, error_loss_params
+from training.run import Run, build_run, check_run, config_record, save
+from training.rundir import CONTINUE, MOVE, NEW, RESTART, ROLLBACK
 from training.runlock import run_dir_lock
 from training.spec import RunSpec
 from training.state import TrainState
 from training.stats import DivergedError, StepStats, epoch_means
 from training.steps import StepContext, to_device, train_step
 from training.stopping import StopSignals, stop_here, stop_signals
-from utils.errors import Interrupted
+from utils.errors import Interrupted, UserInputError
 
 
 def train_epoch(run: Run, stop: StopSignals) -> tuple[int, int]:
@@ -174,3 +176,34 @@ def train(cfg: Config, spec: RunSpec) -> dict | None:
     finally:  # e.g. a file one rank cannot read: leave the process group before exiting
         cleanup_distributed()
     return val
+
+
+def check(cfg: Config, spec: RunSpec, processes: int = 1) -> str:
+    """``--check``: what a run on ``processes`` processes checks before its first step (``check_run``: flags,
+    config, data and every image file it reads, its checkpoints, the run directory's decision; the device, and
+    under DDP the collective timeout and sync_bn), in this one process: no process group, no lock, nothing
+    moved or written. Returns the line saying what passed; a refusal is the run's own one-line error."""
+    if processes < 1:
+        raise UserInputError(f"--check: {processes} processes; expected the number the run will start (1 or more)")
+    device = resolve_device(spec.device)
+    if processes > 1:
+        process_group_timeout(os.environ)
+    checked = check_run(cfg, spec, DistInfo(world_size=processes), cache_images=False)
+    check_sync_bn(checked.cfg.sync_bn, processes > 1, device)
+    files = "".join(f"{flag} {ckpt[LOADED_FROM]}; " for flag, ckpt in (("--resume", checked.resumed),
+                    ("--continue_from", checked.continued), ("--pretrained", checked.pretrained)) if ckpt is not None)
+    return (f"check passed: {cfg.method} run on {processes} process(es), device {device}; {spec.dataset} "
+            f"'{spec.train_split}' {used_images(len(checked.train_set), spec.max_train_samples)} and "
+            f"'{spec.val_split}' {used_images(len(checked.val_set), spec.max_val_samples)} samples"
+            f"{'' if spec.dataset == 'synthetic' else ', their image files readable'}; {files}run directory "
+            f"{spec.run_dir}: {run_dir_plan(spec.run_dir, checked.layout, checked.resumed)}; nothing was written")
+
+
+def run_dir_plan(run_dir: str, layout: str, resumed: dict | None) -> str:
+    """What the run will do with its directory (``training.rundir.check_run_dir``'s ``layout``), in words."""
+    return {NEW: "a new run",
+            RESTART: "an earlier start left no checkpoint there; the run starts it again",
+            MOVE: f"--overwrite will move its files to {run_dir}.old-<time>/ and start again",
+            CONTINUE: "the run continues there",
+            ROLLBACK: f"--overwrite will move the run to {run_dir}.old-<time>/ and go back to "
+                      f"{(resumed or {}).get(LOADED_FROM)}"}[layout]

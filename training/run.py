@@ -103,23 +103,48 @@ class Run:
             f"no checkpoint saved yet in {self.spec.run_dir}"
 
 
-def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
-    """Every object of a run, resumed from ``spec.resume`` or continuing ``spec.continue_from`` when given.
-    ``preflight`` refuses the run before anything in its directory is moved or written (``lock``: the
-    directory's, held by the caller, which follows the directory when ``--overwrite`` moves the old one aside)."""
-    tune_malloc()  # glibc: reuse freed activation buffers instead of fresh pages each step (CPU)
-    dist, device = init_distributed(spec.device)
+@dataclass(frozen=True)
+class CheckedRun:
+    """What ``check_run`` read, built and decided: all a run has before it moves or writes anything."""
+
+    cfg: Config  # resolved for the dataset (``resolve_for_dataset``)
+    resumed: dict | None  # the --resume checkpoint
+    continued: dict | None  # the --continue_from checkpoint
+    pretrained: dict | None  # the --pretrained checkpoint
+    train_set: PoseDataset
+    val_set: PoseDataset
+    nets: Nets
+    net_args: dict
+    layout: str  # what the run may do with its directory (``training.rundir.check_run_dir``)
+
+
+def check_run(cfg: Config, spec: RunSpec, dist: DistInfo, cache_images: bool = True) -> CheckedRun:
+    """Read the run's checkpoints and data, build its networks and refuse the run (``preflight``) before
+    anything in its directory is moved or written; ``build_run`` goes on from here, ``--check`` stops here
+    (``cache_images`` False: no decoding of every image into memory, which only a run needs)."""
     resumed = read_on_every_rank("--resume", spec.resume, spec.trust_checkpoint, dist) if spec.resume else None
     continued = read_on_every_rank("--continue_from", spec.continue_from, spec.trust_checkpoint, dist) \
         if spec.continue_from else None
     pretrained = read_on_every_rank("--pretrained", cfg.pretrained, spec.trust_checkpoint, dist) \
         if cfg.pretrained and not spec.resume else None
     seed_everything(rank_seed(cfg.seed, dist.rank), cfg.deterministic)
-    train_set, val_set = load_data(cfg, spec)
+    train_set, val_set = load_data(cfg if cache_images else cfg.with_overrides({"cache_images": False}), spec)
     cfg = resolve_for_dataset(cfg, train_set.spec)  # delta None -> the dataset metric's threshold
     nets, net_args = build_nets(cfg, train_set.spec.num_joints)  # a continuation's P and C stay as built here
     layout = preflight(cfg, spec, dist.world_size, resumed, pretrained, net_args, nets.generator.state_dict(),
                        train_set, val_set, continued)
+    return CheckedRun(cfg, resumed, continued, pretrained, train_set, val_set, nets, net_args, layout)
+
+
+def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
+    """Every object of a run, resumed from ``spec.resume`` or continuing ``spec.continue_from`` when given.
+    ``check_run`` refuses the run before anything in its directory is moved or written (``lock``: the
+    directory's, held by the caller, which follows the directory when ``--overwrite`` moves the old one aside)."""
+    tune_malloc()  # glibc: reuse freed activation buffers instead of fresh pages each step (CPU)
+    dist, device = init_distributed(spec.device)
+    checked = check_run(cfg, spec, dist)
+    cfg, resumed, continued, pretrained = checked.cfg, checked.resumed, checked.continued, checked.pretrained
+    nets, layout = checked.nets, checked.layout
     on_main_rank(dist, lambda: prepare_run_dir(spec.run_dir, layout, lock, resumed))  # only now: moves, writes
     if pretrained is not None:
         fresh = load_pretrained(nets.generator, pretrained)
@@ -130,7 +155,7 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
         resumed["state"], resumed["world_size"], dist.world_size, cfg.batch_size)
     if continued is not None:
         state = continued_state(continued["state"])
-    run = assemble(cfg, spec, dist, device, (train_set, val_set), nets, net_args, state,
+    run = assemble(cfg, spec, dist, device, (checked.train_set, checked.val_set), nets, checked.net_args, state,
                    resumed["run_id"] if resumed is not None else uuid.uuid4().hex,
                    lineage(continued) if continued is not None else (resumed or {}).get("continued_from"))
     if dist.is_main:
