@@ -48,6 +48,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from config import check_setting
+from config.default_config import CONFIG as CONFIG_DEFAULTS
 from storage.io import NOT_FOUND, atomic_write, file_problem
 from utils.errors import UserInputError
 
@@ -55,6 +57,7 @@ FORMAT_VERSION = 3  # 3: plain types only (loads on the floor torch), one key pe
 LOADED_FROM = "_loaded_from"  # key added to every loaded checkpoint: the file it was read from
 SNAPSHOT = re.compile(r"epoch_(\d+)\.pt")  # the trainer's snapshots (snapshot_epochs)
 NETWORKS = ("generator", "pose_disc", "conf_disc")
+CONFIG_KEYS = frozenset(CONFIG_DEFAULTS)
 PLAIN_LEAVES = (torch.Tensor, bool, int, float, str, type(None))  # exact types: np.float64 is a float, pickled as
 # a NumPy scalar; an nn.Parameter is a Tensor, pickled through its own rebuild function
 
@@ -95,6 +98,28 @@ def check_training_checkpoint(ckpt: dict, flag: str, verb: str, hint: str = "") 
 def net_args_of(ckpt: dict) -> dict[str, dict]:
     """The constructor arguments of every network a training checkpoint holds, by network name."""
     return {"generator": ckpt["model_args"], **ckpt["disc_args"]}
+
+
+# Bounds of G's constructor arguments that are no config key (``check_model_args``; the others are config keys
+# and take the config's RANGES): the datasets here have 14 or 16 joints, whole-body skeletons 133 (COCO-WholeBody).
+MODEL_ARG_RANGES = {"num_joints": (1, 256), "in_channels": (1, 16)}
+
+
+def check_model_args(model_args: object, where: str) -> None:
+    """Refuse ``model_args`` (G's constructor arguments, as a checkpoint holds them) that ask for a network no
+    config could: a config key's value outside its type or ``RANGES`` (``config.check_setting``), or a
+    ``MODEL_ARG_RANGES`` key outside its bounds. Checked before G is built: an edited ``channels=1e9`` would
+    otherwise end in an allocation of hundreds of GB. Unknown keys are left to ``models.build_generator``'s
+    refusal. One line naming ``where`` (the file and the flag that gave it)."""
+    if not isinstance(model_args, dict):
+        raise UserInputError(f"{where}: expected a dict of generator arguments, found {type(model_args).__name__}")
+    for key, value in model_args.items():
+        if key in MODEL_ARG_RANGES:
+            low, high = MODEL_ARG_RANGES[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise UserInputError(f"{where}: {key}={value!r} should be an int in [{low}, {high}]")
+        elif key in CONFIG_KEYS:
+            check_setting(key, value, where)
 
 
 def load_training_state(ckpt: dict, nets: dict[str, nn.Module], optimizers: dict, schedulers: dict,

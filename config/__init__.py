@@ -202,11 +202,19 @@ def load_config(preset: str = "default_config", overrides: Mapping[str, Any] | N
     return Config(values).with_overrides(overrides or {}, sources)
 
 
-def config_from_dict(values: Mapping[str, Any]) -> Config:
-    """Rebuild a Config saved in a checkpoint; keys added to the defaults since then get their defaults."""
+def config_from_dict(values: Mapping[str, Any], where: str = "checkpoint config") -> Config:
+    """Rebuild a Config saved in a checkpoint; keys added to the defaults since then get their defaults.
+    ``where`` names the saved config in the one-line errors (the checkpoint file, where the caller knows it)."""
     merged = checked_defaults()
     for key, value in values.items():
         if key in merged:  # derived keys are computed again; keys since removed (e.g. loss) are dropped
-            merged[key] = _coerce(key, value, "checkpoint config")
-    check_relations(merged, "checkpoint config")
+            merged[key] = _coerce(key, value, where)
+    check_relations(merged, where)
     return Config(merged)
+
+
+def check_setting(key: str, value: Any, where: str) -> Any:
+    """``value`` for config key ``key``, checked as a preset's value is (its type, ``CHOICES``, ``RANGES``) for
+    a value saved elsewhere under that name (a checkpoint's ``model_args``); one line naming ``where``."""
+    _check_key(key, where)
+    return _coerce(key, value, where, text=False)

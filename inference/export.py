@@ -39,9 +39,10 @@ ONNX_OPSET = 17  # supported by torch's TorchScript exporter and every onnxrunti
 ONNX_RTOL, ONNX_ATOL = 1e-3, 1e-4  # onnxruntime vs torch on the same fp32 weights: kernel order differences only
 
 
-def export_record(ckpt: dict, fp16: bool = False) -> dict:
-    """The weights-only record (module doc) of a loaded checkpoint (training checkpoint or export)."""
-    cfg, generator = generator_from_checkpoint(ckpt)
+def export_record(ckpt: dict, fp16: bool = False, flag: str = "--checkpoint") -> dict:
+    """The weights-only record (module doc) of a loaded checkpoint (training checkpoint or export); ``flag``:
+    how its errors name the argument that gave it."""
+    cfg, generator = generator_from_checkpoint(ckpt, flag=flag)
     state = {}
     for name, tensor in generator.state_dict().items():
         tensor = tensor.detach().cpu()

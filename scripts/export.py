@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         require_onnx()  # before anything is written
     if replaced:
         print(replacing_note(replaced))
-    record = export_record(load_checkpoint(source, args.trust_checkpoint, "checkpoint"), fp16=args.fp16)
+    record = export_record(load_checkpoint(source, args.trust_checkpoint, "checkpoint"), args.fp16, "checkpoint")
     written = {"weights": save_export(record, args.output)}
     size = os.path.getsize(args.output) / 2**20
     print(f"weights: {args.output} ({size:.1f} MiB, {record['weights_dtype']}; "

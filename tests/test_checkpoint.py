@@ -178,3 +178,36 @@ def test_the_floor_torch_loads_resumes_and_tests_our_checkpoints(runs, tmp_path)
                     "--output", str(tmp_path / "test"), "--max_samples", "4", "--num_pictures", "0")
     assert "metrics:" in out
     print(f"floor proof: {sys.executable} torch {torch.__version__} wrote, {FLOOR_PYTHON} torch {version} read")
+
+
+@pytest.mark.parametrize("part, edit, expected", [
+    ("model_args", {"channels": 10**9}, "model_args: channels=1000000000 is outside its range [4, 4096]"),
+    ("model_args", {"num_joints": 10**6}, "model_args: num_joints=1000000 should be an int in [1, 256]"),
+    ("model_args", {"num_stacks": 2.5}, "model_args: num_stacks=2.5 should be a"),
+    ("model_args", {"channels": 32}, "the generator weights do not match its model_args (stem.0.weight is "),
+    ("config", {"channels": 10**9}, "config: channels=1000000000 is outside its range [4, 4096]"),
+])
+def test_an_edited_checkpoint_is_refused_naming_the_file_and_its_flag(run_dir, tmp_path, capsys, part, edit,
+                                                                       expected):
+    """model_args no config could give are refused before G is built (channels=1e9 tried to allocate 147 GB);
+    weights that do not fit their model_args name the first tensor. predict.py, test.py and the export alike."""
+    import cv2
+
+    import predict
+    import test as test_entry
+    from scripts import export
+
+    ckpt = torch.load(run_dir / "best.pt", weights_only=True)
+    ckpt[part].update(edit)
+    path = tmp_path / "edited.pt"
+    torch.save(ckpt, path)
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    line = error_line(predict, ["--checkpoint", str(path), "--image", str(tmp_path / "a.png"), "--output",
+                                str(tmp_path / "out"), "--device", "cpu"], capsys)
+    assert line.startswith(f"error: --checkpoint {path}: {expected}"), line
+    line = error_line(test_entry, ["--checkpoint", str(path), "--dataset", "synthetic", "--output",
+                                   str(tmp_path / "test"), "--device", "cpu"], capsys)
+    assert line.startswith(f"error: --checkpoint {path}: {expected}"), line
+    line = error_line(export, [str(path), str(tmp_path / "export.pt")], capsys)
+    assert line.startswith(f"error: checkpoint {path}: {expected}"), line
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "edited.pt"]  # nothing written
