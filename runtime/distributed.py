@@ -161,6 +161,16 @@ def first_error(message: str | None) -> str | None:
     return next((m for m in gathered if m is not None), None)
 
 
+def main_rank_value(value: object) -> object:
+    """Rank 0's ``value``, on every rank (e.g. what rank 0 alone decided); ``value`` itself without a process
+    group. A collective: every rank must call it."""
+    if not dist.is_initialized():
+        return value
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered[0]
+
+
 def control_group() -> dist.ProcessGroup | None:
     """A gloo group over every rank for small decisions taken each step: under NCCL an all-reduce on a GPU
     tensor would wait for the GPU's queued work each time; on gloo the default group serves (None)."""

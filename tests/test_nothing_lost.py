@@ -496,6 +496,40 @@ def test_overwrite_picks_a_free_aside_name(run_copy, capsys, monkeypatch):
     assert os.listdir(taken) == ["earlier.txt"] and fingerprint(f"{taken}-2") == before
 
 
+@pytest.mark.parametrize("given", ["best.pt", "."])  # the file, or the run directory (its last.pt)
+def test_overwrite_records_where_a_pretrained_file_it_moved_aside_is_now(run_copy, capsys, given):
+    """--pretrained R/x/best.pt --model_name x --overwrite: G is read from the run that --overwrite moves aside,
+    so config.json and the checkpoints name the file read, now in x.old-*, not x/best.pt (the new run's own)."""
+    read = "best.pt" if given == "best.pt" else "last.pt"
+    before = fingerprint(run_copy)
+    pretrained = os.path.normpath(os.path.join(run_copy, given))
+    train_adversarial.main(train_args(os.path.dirname(run_copy), "--model_name", "run", "--pretrained", pretrained,
+                                      "--overwrite"))
+    out = capsys.readouterr().out
+    aside = next(p for p in os.listdir(os.path.dirname(run_copy)) if p.startswith("run.old-"))
+    recorded = os.path.join(os.path.dirname(run_copy), aside, read)
+    assert f"initialised G from {recorded}" in out
+    assert fingerprint(recorded.rsplit(os.sep, 1)[0]) == before  # the file read is whole, where the record says
+    with open(os.path.join(run_copy, "config.json")) as f:
+        assert json.load(f)["pretrained"] == recorded
+    for name in ("last.pt", "best.pt"):
+        assert load_checkpoint(os.path.join(run_copy, name))["config"]["pretrained"] == recorded
+
+
+def test_moved_within_follows_names_and_symlinks_into_the_folder(tmp_path):
+    from training.rundir import moved_within
+
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    (run / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    (run / "sub" / "best.pt").write_text("x")
+    (elsewhere / "link.pt").symlink_to(run / "sub" / "best.pt")
+    assert moved_within(str(run / "sub" / "best.pt"), str(run)) == os.path.join("sub", "best.pt")
+    assert moved_within(str(elsewhere / "link.pt"), str(run)) == os.path.join("sub", "best.pt")
+    assert moved_within(str(elsewhere / "link.pt"), str(elsewhere)) == "link.pt"  # the link itself moves
+    assert moved_within(str(tmp_path / "run2" / "best.pt"), str(run)) is None  # a sibling whose name starts alike
+
+
 # ---- row 17: an empty value ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("entry", "args", "flag"), [

@@ -17,6 +17,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
@@ -40,7 +41,7 @@ from datasets.base import PoseDataset
 from datasets.sampler import EpochSampler
 from inference.evaluate import InferenceSettings, inference_settings, make_eval_loader
 from runtime.device import Precision, choose_precision, precision_note, resolve_compile
-from runtime.distributed import DistInfo, all_ranks_agree, first_error, init_distributed
+from runtime.distributed import DistInfo, all_ranks_agree, init_distributed, main_rank_value
 from runtime.system import derived_seed, rank_seed, seed_everything, seed_generators, tune_malloc
 from training.build import (
     build_nets,
@@ -55,7 +56,7 @@ from training.continuation import continued_state, lineage
 from training.data import make_train_loader, resolve_workers
 from training.guard import GuardedStep, guarded_step, this_process
 from training.preflight import check_readable_on_every_rank, preflight
-from training.rundir import RESTART, prepare_run_dir
+from training.rundir import MOVE, RESTART, moved_within, prepare_run_dir
 from training.runlock import RunLock
 from training.runlog import RunLog
 from training.spec import RunSpec
@@ -63,6 +64,8 @@ from training.state import TrainState, resumed_state
 from training.stats import DivergedError
 from training.steps import Nets, StepContext, raw_module
 from utils.errors import OneLineExit, UserInputError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,11 @@ def build_run(cfg: Config, spec: RunSpec, lock: RunLock | None = None) -> Run:
     checked = check_run(cfg, spec, dist)
     cfg, resumed, continued, pretrained = checked.cfg, checked.resumed, checked.continued, checked.pretrained
     nets, layout = checked.nets, checked.layout
-    on_main_rank(dist, lambda: prepare_run_dir(spec.run_dir, layout, lock, resumed))  # only now: moves, writes
+    moved = moved_within(pretrained[LOADED_FROM], spec.run_dir) if pretrained is not None and layout == MOVE \
+        else None
+    aside = on_main_rank(dist, lambda: prepare_run_dir(spec.run_dir, layout, lock, resumed))  # only now: moves, writes
+    if moved is not None:  # G's file went aside with the old run: config.json and checkpoints name where it is now
+        cfg = cfg.with_overrides({"pretrained": os.path.join(aside, moved)}, {"pretrained": "--pretrained"})
     if pretrained is not None:
         fresh = load_pretrained(nets.generator, pretrained)
         if dist.is_main:
@@ -224,19 +231,20 @@ def load_pretrained(generator: torch.nn.Module, ckpt: dict) -> list[str]:
     return [k for k in own if k not in ckpt["generator"]]
 
 
-def on_main_rank(dist: DistInfo, action: Callable[[], None]) -> None:
-    """Run ``action`` on the main rank; under DDP every rank then stops with its one-line error if it failed,
-    rather than waiting in the next collective for a rank that has left."""
-    error = None
+def on_main_rank(dist: DistInfo, action: Callable[[], T]) -> T | None:
+    """Run ``action`` on the main rank and return its result on every rank; under DDP every rank stops with
+    its one-line error if it failed, rather than waiting in the next collective for a rank that has left."""
+    error, result = None, None
     if dist.is_main:
         try:
-            action()
+            result = action()
         except OneLineExit as err:
             error = str(err)
     if dist.distributed:
-        error = first_error(error)
+        error, result = main_rank_value((error, result))
     if error is not None:
         raise UserInputError(error)
+    return result
 
 
 def restore(run: Run, ckpt: dict, continuation: bool = False) -> None:

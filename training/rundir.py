@@ -156,11 +156,24 @@ def aside_path(run_dir: str) -> str:
     return aside
 
 
-def prepare_run_dir(run_dir: str, layout: str, lock: RunLock | None = None, resumed: dict | None = None) -> None:
+def moved_within(path: str, run_dir: str) -> str | None:
+    """``path`` relative to ``run_dir`` when moving ``run_dir`` aside moves the file it names (it lies inside,
+    by name or through symlinks), else None. Call before the move: afterwards the names resolve into the new,
+    empty ``run_dir``."""
+    for named, folder in ((os.path.abspath(path), os.path.abspath(run_dir)),
+                          (os.path.realpath(path), os.path.realpath(run_dir))):
+        if named.startswith(folder.rstrip(os.sep) + os.sep):
+            return os.path.relpath(named, folder)
+    return None
+
+
+def prepare_run_dir(run_dir: str, layout: str, lock: RunLock | None = None, resumed: dict | None = None
+                    ) -> str | None:
     """Act on ``check_run_dir``'s decision (on the main rank): move the old files aside for ``MOVE`` and
     ``ROLLBACK`` (``lock`` then follows to the new folder; a rollback of the run to ``resumed`` brings back what
     the run had at that checkpoint, ``bring_back``), say so for ``RESTART``; then check that the folder is
-    writable."""
+    writable. Returns where the old files went (None when nothing moved)."""
+    aside = None
     if layout in (MOVE, ROLLBACK):
         aside = aside_path(run_dir)
         try:
@@ -180,6 +193,7 @@ def prepare_run_dir(run_dir: str, layout: str, lock: RunLock | None = None, resu
         tqdm.write(f"note: {run_dir} holds no checkpoint (an earlier start stopped before its first one): "
                    f"starting it again there")
     ensure_writable_dir(run_dir, "run directory (--save_root/--model_name)")
+    return aside
 
 
 def bring_back(aside: str, run_dir: str, resumed: dict) -> list[str]:
