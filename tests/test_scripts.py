@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -42,10 +43,77 @@ def test_reproduce_lspet_mini_runs_both_methods_and_summarises(tmp_path, lspet_r
     assert records[1]["config"]["epsilon"] == 1.0  # the defaults run is untouched
     assert "| adv-eps | 0 |" in (tmp_path / "results" / "summary.md").read_text()
 
+    # the same command again keeps every record; REDO=1 runs the variant again and replaces its record
+    variant = dict(DATA=lspet_root, CONFIG="config.tiny", EPOCHS="2", DROP="2", SEEDS="0", TRAIN_SAMPLES="32",
+                   SKIP_SUPERVISED="1", ADV_TAG="adv-eps", ADV_SET="epsilon=3.0 delta=0.3")
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+    out = _run_script("reproduce-lspet-mini.sh", tmp_path, **variant)
+    assert "adv-eps-s0 done" in out and out.count("skipped") == 1
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+    _run_script("reproduce-lspet-mini.sh", tmp_path, **variant, REDO="1")
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+    assert after.pop("adv-eps-s0.json") != stamps.pop("adv-eps-s0.json") and after == stamps
+
     done = subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce-lspet-mini.sh")], capture_output=True,
                           text=True, env={**os.environ, "DATA": lspet_root, "SKIP_SUPERVISED": "1",
-                                          "RUNS": str(tmp_path / "elsewhere")})
+                                          "RUNS": str(tmp_path / "elsewhere"),
+                                          "RESULTS": str(tmp_path / "results-elsewhere")})
     assert done.returncode == 2 and "SKIP_SUPERVISED=1 but" in done.stderr and "epoch_18.pt is missing" in done.stderr
+
+
+def _recorded(tmp_path, folder: str, names: list[str]):
+    """RESULTS in tmp_path holding copies of the committed records ``names`` of results/<folder>/."""
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in names:
+        shutil.copy(os.path.join(REPO, "results", folder, f"{name}.json"), results / f"{name}.json")
+    return {p.name: p.read_bytes() for p in results.glob("*.json")}
+
+
+def test_reproduce_lspet_mini_skips_the_runs_it_has_records_of(tmp_path, lspet_root):
+    """Running the README command again trains nothing and keeps the committed records."""
+    before = _recorded(tmp_path, "lspet-mini", ["supervised-s0", "adversarial-s0"])
+    # a preset that does not exist: any training would stop at once, so this passes only if nothing trains
+    out = _run_script("reproduce-lspet-mini.sh", tmp_path, DATA=lspet_root, SEEDS="0", CONFIG="config.none")
+    results = tmp_path / "results"
+    assert out.splitlines()[:2] == [
+        f"reproduce-lspet-mini.sh: {name} done ({results}/{name}.json), skipped; REDO=1 runs it again"
+        for name in ("supervised-s0", "adversarial-s0")]
+    assert {p.name: p.read_bytes() for p in results.glob("*.json")} == before
+    assert os.listdir(tmp_path / "runs") == [] and not (tmp_path / "outputs").exists()
+    assert (results / "summary.md").exists()
+
+
+def test_reproduce_lspet_mini_needs_the_snapshot_of_a_recorded_supervised_run(tmp_path, lspet_root):
+    _recorded(tmp_path, "lspet-mini", ["supervised-s0"])
+    paths = {k: str(tmp_path / k.lower()) for k in ("RESULTS", "RUNS", "OUTPUTS")}
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce-lspet-mini.sh")], capture_output=True,
+                          text=True, env={**os.environ, **paths, "DATA": lspet_root, "SEEDS": "0",
+                                          "CONFIG": "config.none"})  # a training would stop at once
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert f"adversarial-s0 starts from {tmp_path / 'runs'}/supervised-s0/epoch_18.pt, which is missing" in done.stderr
+    assert os.listdir(tmp_path / "runs") == []
+
+
+@pytest.mark.parametrize("script", ["reproduce-lspet-mini.sh", "ablation-synthetic.sh"])
+def test_redo_takes_0_or_1(tmp_path, lspet_root, script):
+    paths = {k: str(tmp_path / k.lower()) for k in ("RESULTS", "RUNS", "OUTPUTS")}
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", script)], capture_output=True, text=True,
+                          env={**os.environ, **paths, "DATA": lspet_root, "REDO": "yes", "CONFIG": "config.none"})
+    assert done.returncode == 2 and done.stderr == f"{script}: REDO=yes; expected 0 (skip the runs already " \
+                                                   f"recorded) or 1 (run them again)\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_synthetic_ablation_skips_the_runs_it_has_records_of(tmp_path):
+    names = ["Single-s0", "Multi-s0", "Single-Dis-s0", "Multi-Dis-s0"]
+    before = _recorded(tmp_path, "synthetic-ablation", names)
+    out = _run_script("ablation-synthetic.sh", tmp_path, SEEDS="0", CONFIG="config.none")  # as above
+    results = tmp_path / "results"
+    assert out.splitlines()[:4] == [
+        f"ablation-synthetic.sh: {name} done ({results}/{name}.json), skipped; REDO=1 runs it again" for name in names]
+    assert {p.name: p.read_bytes() for p in results.glob("*.json")} == before
+    assert os.listdir(tmp_path / "runs") == [] and not (tmp_path / "outputs").exists()
 
 
 def test_reproduce_lspet_mini_rejects_a_missing_data_folder(tmp_path):
