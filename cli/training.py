@@ -27,9 +27,10 @@ FLAG_TO_KEY = {"batch_size": "batch_size", "lr": "lr", "epochs": "epochs", "opti
                "alpha": "alpha", "beta": "beta", "pretrained": "pretrained"}
 # Keys a resumed run cannot change: its optimisers and schedules are rebuilt from them and then take the
 # checkpoint's state (checkpoint.load_training_state restores each optimiser's lr, momentum and weight decay,
-# each schedule's milestones and factor), so a new value would be ignored while config.json recorded it.
+# each schedule's milestones and factor), so a new value would be ignored while config.json recorded it; and
+# the batch, in which the saved epoch position is counted (and to which lr_base_batch scaled the lr).
 RESTORED_ON_RESUME = ("optimizer", "lr", "momentum", "weight_decay", "lr_milestones", "lr_gamma", "disc_lr",
-                      "lr_base_batch")
+                      "lr_base_batch", "batch_size")
 # store_true flag -> (config key, value it sets)
 SWITCH_TO_KEY = {"compile": ("compile", True), "no_occlusion": ("predict_occlusion", False),
                  "no_pose_disc": ("use_pose_disc", False), "no_conf_disc": ("use_conf_disc", False)}
@@ -170,9 +171,10 @@ def check_restored_keys(resume: str, saved: Config, cfg: Config, sources: dict[s
                for k in RESTORED_ON_RESUME if cfg[k] != saved[k]]
     if changed:
         raise UserInputError(f"--resume {resume}: {'; '.join(changed)} cannot change on resume: a resumed run keeps "
-                             f"the optimisers and lr schedule it started with (their state is restored from the "
-                             f"checkpoint); drop the change, or start a new run from this one's weights "
-                             f"(--model_name NAME --set pretrained={resume})")
+                             f"the batch, optimisers and lr schedule it started with (its epoch position counts "
+                             f"batches of that size; the optimisers' state is restored from the checkpoint); drop "
+                             f"the change, or start a new run from this one's weights (--model_name NAME --set "
+                             f"pretrained={resume})")
 
 
 def device_flag(args: argparse.Namespace) -> str:

@@ -209,15 +209,17 @@ def test_overwrite_rolls_back_to_an_older_checkpoint_after_moving_the_run_aside(
     (["--optimizer_type", "Adam"], "optimizer='Adam' (--optimizer_type; the run's: 'RMSprop')"),
     (["--set", "lr_milestones=[3]", "--set", "weight_decay=0.5"],
      "weight_decay=0.5 (--set; the run's: 0.0); lr_milestones=(3,) (--set; the run's: (100,))"),
+    (["--batch_size", "3"], "batch_size=3 (--batch_size; the run's: 4)"),
 ])
 def test_resume_refuses_a_change_of_what_the_checkpoint_restores(run_copy, capsys, extra, changed):
-    """The restored optimiser and schedule would ignore it, while config.json and the checkpoints recorded it."""
+    """The restored optimiser and schedule would ignore it (and a new batch would misplace the epoch position),
+    while config.json and the checkpoints recorded it."""
     before = fingerprint(run_copy)
     line = error_line(train_supervised, ["--resume", run_copy, "--epochs", "2", *extra], capsys)
     assert line == (f"error: --resume {run_copy}: {changed} cannot change on resume: a resumed run keeps the "
-                    f"optimisers and lr schedule it started with (their state is restored from the checkpoint); "
-                    f"drop the change, or start a new run from this one's weights (--model_name NAME --set "
-                    f"pretrained={run_copy})")
+                    f"batch, optimisers and lr schedule it started with (its epoch position counts batches of that "
+                    f"size; the optimisers' state is restored from the checkpoint); drop the change, or start a new "
+                    f"run from this one's weights (--model_name NAME --set pretrained={run_copy})")
     assert fingerprint(run_copy) == before
 
 

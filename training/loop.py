@@ -172,7 +172,10 @@ def train(cfg: Config, spec: RunSpec) -> dict | None:
                 val = fit(run, stop)
             if run.dist.is_main and val is not None:
                 curves = plot_training_curves(spec.run_dir)
-                run.say(f"done: best val mean {run.state.best_metric:.2f} | {spec.run_dir}/best.pt | {curves}")
+                best = os.path.join(spec.run_dir, "best.pt")
+                # after a rollback (--overwrite), the best epoch may lie in the folder moved aside
+                where = best if os.path.isfile(best) else "its best.pt is in the run moved aside (--overwrite)"
+                run.say(f"done: best val mean {run.state.best_metric:.2f} | {where} | {curves}")
     finally:  # e.g. a file one rank cannot read: leave the process group before exiting
         cleanup_distributed()
     return val
