@@ -4,12 +4,12 @@ The weights-only file holds tensors and plain values only, so it loads with ``to
 (``checkpoint.load_checkpoint`` reads it like a training checkpoint; test.py and predict.py accept it):
 
     format            "posenet-generator" (this module's marker), format_version 1
-    generator         G's state dict (float tensors in float32, or float16 with ``fp16``: loading copies them
-                      back into float32 parameters)
+    generator         G's state dict (float tensors in float32, or float16 with ``fp16`` except BatchNorm's
+                      running statistics, which stay float32; loading copies them back into float32 parameters)
     model_args        G's constructor arguments
     config            the resolved config (every key, plain types)
     dataset, method   what G was trained on and how
-    weights_dtype     "float32" or "float16"
+    weights_dtype     "float32" or "float16" (the weights' dtype; BatchNorm statistics are float32 in both)
     source            git revision, epoch and best validation metric of the checkpoint it came from
 
 The ONNX graph is G at inference: a normalised RGB image batch (B, 3, R, R), R = the config's ``input_res``,
@@ -43,10 +43,11 @@ def export_record(ckpt: dict, fp16: bool = False, flag: str = "--checkpoint") ->
     """The weights-only record (module doc) of a loaded checkpoint (training checkpoint or export); ``flag``:
     how its errors name the argument that gave it."""
     cfg, generator = generator_from_checkpoint(ckpt, flag=flag)
+    statistics = batchnorm_statistics(generator)
     state = {}
     for name, tensor in generator.state_dict().items():
         tensor = tensor.detach().cpu()
-        if fp16 and tensor.is_floating_point():
+        if fp16 and tensor.is_floating_point() and name not in statistics:
             half = tensor.half()
             if not torch.isfinite(half).all() and torch.isfinite(tensor).all():
                 raise UserInputError(f"--fp16: generator tensor {name} exceeds float16's range (max 65504); "
@@ -67,6 +68,15 @@ def export_record(ckpt: dict, fp16: bool = False, flag: str = "--checkpoint") ->
         "source": {"git": ckpt.get("git", source.get("git")), "epoch": state_of_run.get("epoch", source.get("epoch")),
                    "best_metric": best if best is None or math.isfinite(best) else None},
     }
+
+
+def batchnorm_statistics(model: nn.Module) -> set[str]:
+    """State-dict names of the BatchNorm running means and variances in ``model``. An fp16 export keeps them
+    float32: a convolution followed by BatchNorm may grow its weights freely (BatchNorm cancels their scale), so
+    the variance of its output can pass float16's largest value (65504) while the network's output stays the
+    same."""
+    return {f"{prefix}.{stat}" if prefix else stat for prefix, module in model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) for stat in ("running_mean", "running_var")}
 
 
 def save_export(record: dict, path: str) -> str:

@@ -24,8 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="training checkpoint (.pt) or run directory (then its last.pt)")
     p.add_argument("output", help="weights-only file to write (.pt)")
-    p.add_argument("--fp16", action="store_true", help="store float tensors as float16 (half the size; "
-                                                       "loaded back into float32)")
+    p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size; "
+                                                       "BatchNorm statistics stay float32; loaded back into float32)")
     p.add_argument("--onnx", default=None, metavar="FILE.onnx", help="also write G as an ONNX graph")
     add_overwrite_flag(p, "the output files")
     add_trust_checkpoint_flag(p)

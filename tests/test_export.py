@@ -71,9 +71,12 @@ def test_fp16_export_is_half_the_size_and_predicts_the_same(exports, tmp_path):
     path, path16 = exports
     record = torch.load(path16, map_location="cpu", weights_only=True)
     assert record["weights_dtype"] == "float16"
-    assert all(t.dtype == torch.float16 for t in record["generator"].values() if t.is_floating_point())
-    payload = {p: sum(t.numel() * t.element_size() for t in torch.load(p, weights_only=True)["generator"].values())
-               for p in (path, path16)}
+    statistics = {n for n in record["generator"] if n.endswith(("running_mean", "running_var"))}
+    assert statistics and all(record["generator"][n].dtype == torch.float32 for n in statistics)
+    assert all(t.dtype == torch.float16 for n, t in record["generator"].items()
+               if t.is_floating_point() and n not in statistics)
+    payload = {p: sum(t.numel() * t.element_size() for n, t in torch.load(p, weights_only=True)["generator"].items()
+                      if n not in statistics) for p in (path, path16)}
     assert 0.5 <= payload[path16] / payload[path] < 0.51  # int64 BatchNorm counters stay as they are
 
     _, g32 = generator_from_checkpoint(torch.load(path, weights_only=True))
@@ -102,6 +105,32 @@ def test_fp16_file_of_a_real_size_model_is_about_half(tmp_path):
     export.main([str(tmp_path / "ckpt.pt"), str(tmp_path / "g16.pt"), "--fp16"])
     assert os.path.getsize(tmp_path / "g.pt") > 2**20
     assert 0.48 < os.path.getsize(tmp_path / "g16.pt") / os.path.getsize(tmp_path / "g.pt") < 0.53
+
+
+def test_fp16_export_keeps_batchnorm_statistics_past_float16s_range(run_dir, tmp_path, capsys):
+    """A convolution before BatchNorm can grow until its output variance passes 65504 (seen in a 32-epoch lspet-9k
+    run): the fp16 export keeps that statistic and predicts as the fp32 one does; a weight that large is refused."""
+    ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    name = next(n for n in ckpt["generator"] if n.endswith("running_var"))
+    weight = name.removesuffix("running_var") + "weight"
+    ckpt["generator"][name] = ckpt["generator"][name] * 1e6  # with its scale x 1e3: the same output
+    ckpt["generator"][weight] = ckpt["generator"][weight] * 1e3
+    torch.save(ckpt, tmp_path / "big.pt")
+    export.main([str(tmp_path / "big.pt"), str(tmp_path / "g.pt")])
+    export.main([str(tmp_path / "big.pt"), str(tmp_path / "g16.pt"), "--fp16"])
+    record = torch.load(tmp_path / "g16.pt", weights_only=True)
+    assert torch.equal(record["generator"][name], ckpt["generator"][name]) and record["generator"][name].max() > 65504
+    (_, preds32), (_, preds16) = _test_py(tmp_path / "g.pt", tmp_path / "a"), _test_py(tmp_path / "g16.pt",
+                                                                                      tmp_path / "b")
+    assert np.mean(np.abs(preds16 - preds32).max(axis=-1) == 0) > 0.9
+
+    ckpt["generator"][weight] = ckpt["generator"][weight] * 1e3
+    torch.save(ckpt, tmp_path / "bigger.pt")
+    with pytest.raises(SystemExit) as exc:
+        export.main([str(tmp_path / "bigger.pt"), str(tmp_path / "g16b.pt"), "--fp16"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"generator tensor {weight} exceeds float16's range" in err
+    assert not (tmp_path / "g16b.pt").exists()
 
 
 def test_onnx_export_matches_torch(run_dir, tmp_path, capsys):
