@@ -173,6 +173,43 @@ def test_optimisers_take_the_lr_scaled_to_the_global_batch():
     assert paper.lr_base_batch == 0  # the paper's recipe and every CPU preset keep their lr as set
 
 
+def test_a_resume_on_another_process_count_takes_the_lr_of_the_new_global_batch():
+    """Restored optimisers hold the lr of the saved global batch; a resume on another number of processes moves
+    them (and the schedules' base rates) to what a run at the new global batch has at the same point."""
+    from config import load_config
+    from training.build import build_nets, build_optimizers, build_schedulers, rescale_batch_lr
+
+    cfg = load_config("tiny", {"method": "adversarial", "lr_base_batch": 4, "lr": 1e-3, "disc_lr": 2e-4,
+                               "optimizer": "SGD", "lr_milestones": [1], "lr_gamma": 0.1})
+    nets, _ = build_nets(cfg, 16)
+
+    def after_two_epochs(global_batch):
+        optims = build_optimizers(nets, cfg, torch.device("cpu"), global_batch)
+        schedulers = build_schedulers(optims, cfg)
+        for _ in range(2):
+            for optim in optims.values():
+                optim.step()
+            for scheduler in schedulers.values():
+                scheduler.step()
+        return optims, schedulers
+
+    saved, saved_schedules = after_two_epochs(16)  # 4 processes; resumed on 2
+    note = rescale_batch_lr(saved, saved_schedules, cfg, 16, 8)
+    fresh, fresh_schedules = after_two_epochs(8)
+    for name in saved:
+        assert saved[name].param_groups[0]["lr"] == pytest.approx(fresh[name].param_groups[0]["lr"]), name
+        assert saved[name].param_groups[0]["initial_lr"] == pytest.approx(fresh[name].param_groups[0]["initial_lr"])
+        assert saved_schedules[name].base_lrs == pytest.approx(fresh_schedules[name].base_lrs)
+        assert saved_schedules[name].get_last_lr() == pytest.approx(fresh_schedules[name].get_last_lr())
+    assert fresh["generator"].param_groups[0]["lr"] == pytest.approx(1e-3 * 2 * 0.1)  # SGD: x (8/4), one drop
+    assert fresh["pose_disc"].param_groups[0]["lr"] == pytest.approx(2e-4 * 2 ** 0.5 * 0.1)  # RMSprop: x sqrt
+    assert note == ("note: checkpoint of a global batch of 16 resumed at 8: learning rates rescaled by "
+                    "lr_base_batch=4's rule (G's now 0.0002)")
+    assert rescale_batch_lr(saved, saved_schedules, cfg, 8, 8) is None
+    unscaled = load_config("tiny")
+    assert unscaled.lr_base_batch == 0 and rescale_batch_lr(saved, saved_schedules, unscaled, 16, 8) is None
+
+
 def test_gpu_presets_state_their_per_gpu_batch_lr_rule_and_compile():
     from config import load_config
     from training.build import batch_lr_scale

@@ -129,6 +129,25 @@ def test_resume_continues_from_the_saved_epoch_and_keeps_snapshots(tmp_path):
     assert load_checkpoint(str(tmp_path / "run" / "epoch_2.pt"))["state"]["epoch"] == 2
 
 
+def test_resume_on_fewer_processes_rescales_the_restored_lr(tmp_path, capsys):
+    """A checkpoint saved by 2 processes (batch 4 each, lr_base_batch 4: lr x sqrt 2 for Adam) resumed on one
+    trains on at the lr of a global batch of 4."""
+    _train(tmp_path, "--set", "lr_base_batch=4", "--set", "optimizer=Adam", "--set", "lr=1e-3")
+    path = tmp_path / "run" / "last.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["world_size"] = 2
+    for group in ckpt["optimizers"]["generator"]["param_groups"]:
+        group["lr"] = group["initial_lr"] = 1e-3 * 2 ** 0.5
+    ckpt["schedulers"]["generator"]["base_lrs"] = [1e-3 * 2 ** 0.5]
+    torch.save(ckpt, path)
+    capsys.readouterr()
+    _train(tmp_path, "--resume", str(tmp_path / "run"), "--epochs", "2")
+    out = capsys.readouterr()
+    assert "global batch of 8 resumed at 4: learning rates rescaled" in out.out + out.err
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[1]["lr"] == pytest.approx(1e-3)
+
+
 def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path):
     """Tag every storage as cuda:0 while saving (as a GPU run would), then load on this CPU-only machine."""
     cfg = load_config("tiny")

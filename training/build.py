@@ -121,6 +121,30 @@ def build_optimizers(nets: Nets, cfg: Config, device: torch.device, global_batch
     return out
 
 
+def rescale_batch_lr(optims: dict[str, torch.optim.Optimizer], schedulers: dict, cfg: Config, saved_batch: int,
+                     global_batch: int) -> str | None:
+    """Move the learning rates a checkpoint restored, scaled by ``lr_base_batch`` for a global batch of
+    ``saved_batch``, to what ``global_batch`` gives (a run resumed on another number of processes), with the
+    schedules' base rates, so that the milestones still multiply the right rate. The line saying so, or None when
+    nothing changes."""
+    if cfg.lr_base_batch <= 0 or saved_batch == global_batch:
+        return None
+    for name, optim in optims.items():
+        rule = cfg.optimizer if name == "generator" else "RMSprop"
+        factor = (batch_lr_scale(rule, cfg.lr_base_batch, global_batch)
+                  / batch_lr_scale(rule, cfg.lr_base_batch, saved_batch))
+        for group in optim.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+        if name in schedulers:
+            schedulers[name].base_lrs = [lr * factor for lr in schedulers[name].base_lrs]
+            schedulers[name]._last_lr = [group["lr"] for group in optim.param_groups]
+    lr = optims["generator"].param_groups[0]["lr"]
+    return (f"note: checkpoint of a global batch of {saved_batch} resumed at {global_batch}: learning rates "
+            f"rescaled by lr_base_batch={cfg.lr_base_batch}'s rule (G's now {lr:.3g})")
+
+
 def build_schedulers(optims: dict[str, torch.optim.Optimizer], cfg: Config) -> dict:
     """One step-schedule per optimiser: lr x ``lr_gamma`` at each of ``lr_milestones`` (epochs)."""
     return {k: torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_milestones), cfg.lr_gamma)

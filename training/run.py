@@ -50,6 +50,7 @@ from training.build import (
     build_step_context,
     lr_scaling_note,
     place_nets,
+    rescale_batch_lr,
     resolve_for_dataset,
 )
 from training.continuation import continued_state, lineage
@@ -272,6 +273,11 @@ def restore(run: Run, ckpt: dict, continuation: bool = False) -> None:
         if dropped:
             run.say(f"note: dropped {dropped} from {run.log.path} (a write cut short by a crash or a full disk)")
         run.say(f"resumed {path}: epoch {st.epoch}, step {st.epoch_step}, iteration {st.iteration}")
+        batch = run.cfg.batch_size
+        rescaled = rescale_batch_lr(run.optims, run.schedulers, run.cfg, batch * ckpt["world_size"],
+                                    batch * run.dist.world_size)
+        if rescaled:
+            run.say(rescaled)
     rng = rank_rng_state(ckpt, run.dist.rank)  # last: nothing after it draws
     if rng is not None:
         set_rng_state(rng, run.device)
