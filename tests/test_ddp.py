@@ -110,11 +110,12 @@ def test_gathered_validation_equals_single_process_on_the_checkpoint(ddp_run, me
 
 
 def test_ddp_launch_scripts_show_their_torchrun_flags():
-    for name in ("train-supervised-ddp.sh", "train-adversarial-ddp.sh"):
+    launcher = open(os.path.join(REPO, "scripts", "ddp-launch.sh")).read()  # both scripts launch through it
+    for flag in ("torchrun", "--nproc_per_node", "--nnodes", "--node_rank", "--master_addr", "--master_port"):
+        assert flag in launcher, f"ddp-launch.sh lacks {flag}"
+    for name in ("train-supervised-ddp.sh", "train-adversarial-ddp.sh", "ddp-launch.sh"):
         path = os.path.join(REPO, "scripts", name)
-        text = open(path).read()
-        for flag in ("torchrun", "--nproc_per_node", "--nnodes", "--node_rank", "--master_addr", "--master_port"):
-            assert flag in text, f"{name} lacks {flag}"
+        assert name == "ddp-launch.sh" or "source scripts/ddp-launch.sh" in open(path).read()
         assert subprocess.run(["bash", "-n", path]).returncode == 0
 
 

@@ -225,10 +225,11 @@ def test_gpu_presets_state_their_per_gpu_batch_lr_rule_and_compile():
 
 
 def test_ddp_scripts_leave_batch_lr_and_compile_to_the_preset_and_share_the_cores():
-    for name in ("train-supervised-ddp.sh", "train-adversarial-ddp.sh"):
+    launcher = open(os.path.join(REPO, "scripts", "ddp-launch.sh")).read()  # both scripts launch through it
+    assert "${BATCH:+--batch_size=$BATCH}" in launcher and "${LR:+--lr=$LR}" in launcher
+    assert "TORCHINDUCTOR_COMPILE_THREADS" in launcher and "POSE_DIST_TIMEOUT_S" in launcher
+    for name in ("train-supervised-ddp.sh", "train-adversarial-ddp.sh", "ddp-launch.sh"):
         text = open(os.path.join(REPO, "scripts", name)).read()
-        assert "${BATCH:+--batch_size=$BATCH}" in text and "${LR:+--lr=$LR}" in text
-        assert "TORCHINDUCTOR_COMPILE_THREADS" in text and "POSE_DIST_TIMEOUT_S" in text
         assert "--batch_size \"${BATCH:-" not in text and "--lr \"${LR:-" not in text
 
 
