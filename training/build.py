@@ -94,12 +94,20 @@ def batch_lr_scale(optimizer: str, base_batch: int, global_batch: int) -> float:
     return ratio if optimizer == "SGD" else ratio ** 0.5
 
 
+def optimizer_lr(cfg: Config, name: str, global_batch: int) -> float:
+    """The starting learning rate of optimiser ``name`` ("generator": ``lr`` for ``optimizer``; a discriminator:
+    ``disc_lr`` for RMSprop, the paper's recipe) scaled from ``lr_base_batch`` to ``global_batch``."""
+    if name == "generator":
+        return cfg.lr * batch_lr_scale(cfg.optimizer, cfg.lr_base_batch, global_batch)
+    return cfg.disc_lr * batch_lr_scale("RMSprop", cfg.lr_base_batch, global_batch)
+
+
 def lr_scaling_note(cfg: Config, global_batch: int) -> str | None:
     """The line naming the learning rates a run uses when ``lr_base_batch`` scales them, else None."""
     if cfg.lr_base_batch <= 0:
         return None
     rule = "x" if cfg.optimizer == "SGD" else "x sqrt"
-    return (f"lr {cfg.lr * batch_lr_scale(cfg.optimizer, cfg.lr_base_batch, global_batch):.3g} for a global "
+    return (f"lr {optimizer_lr(cfg, 'generator', global_batch):.3g} for a global "
             f"batch of {global_batch} (lr={cfg.lr:g} is set for lr_base_batch={cfg.lr_base_batch}, "
             f"{rule}({global_batch}/{cfg.lr_base_batch}) for {cfg.optimizer})")
 
@@ -108,16 +116,16 @@ def build_optimizers(nets: Nets, cfg: Config, device: torch.device, global_batch
                      fast: bool = True) -> dict[str, torch.optim.Optimizer]:
     """G's optimiser from the config; P and C get the paper's RMSprop at ``disc_lr`` (the same recipe as G).
     Both learning rates are scaled from ``lr_base_batch`` to ``global_batch`` (default: ``batch_size``, one
-    process) by ``batch_lr_scale``. ``fast``: as ``build_optimizer``."""
+    process) by ``optimizer_lr``. ``fast``: as ``build_optimizer``."""
     batch = global_batch or cfg.batch_size
     out = {"generator": build_optimizer(cfg.optimizer, nets.generator.parameters(),
-                                        cfg.lr * batch_lr_scale(cfg.optimizer, cfg.lr_base_batch, batch),
-                                        cfg.momentum, cfg.weight_decay, device, fast)}
-    disc_lr = cfg.disc_lr * batch_lr_scale("RMSprop", cfg.lr_base_batch, batch)
+                                        optimizer_lr(cfg, "generator", batch), cfg.momentum, cfg.weight_decay,
+                                        device, fast)}
     for name in ("pose_disc", "conf_disc"):
         net = getattr(nets, name)
         if net is not None:
-            out[name] = build_optimizer("RMSprop", net.parameters(), disc_lr, 0.0, 0.0, device, fast)
+            out[name] = build_optimizer("RMSprop", net.parameters(), optimizer_lr(cfg, name, batch), 0.0, 0.0,
+                                        device, fast)
     return out
 
 
@@ -130,9 +138,7 @@ def rescale_batch_lr(optims: dict[str, torch.optim.Optimizer], schedulers: dict,
     if cfg.lr_base_batch <= 0 or saved_batch == global_batch:
         return None
     for name, optim in optims.items():
-        rule = cfg.optimizer if name == "generator" else "RMSprop"
-        factor = (batch_lr_scale(rule, cfg.lr_base_batch, global_batch)
-                  / batch_lr_scale(rule, cfg.lr_base_batch, saved_batch))
+        factor = optimizer_lr(cfg, name, global_batch) / optimizer_lr(cfg, name, saved_batch)
         for group in optim.param_groups:
             group["lr"] *= factor
             if "initial_lr" in group:
